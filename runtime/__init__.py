@@ -1,0 +1,67 @@
+"""nbento's runtime: the model store, model handles, services, the batched HTTP server, and
+Bento / Kubernetes export. Everything here runs inside a container; nothing imports Jupyter.
+
+    from runtime import save_model, load, runner, api
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported on first use so `import runtime` stays cheap
+# in a kernel (no FastAPI import until a server or a build needs it).
+_EXPORTS = {
+    "ModelStore": "store",
+    "Model": "store",
+    "save_model": "store",
+    "get": "store",
+    "load": "store",
+    "list_models": "store",
+    "delete": "store",
+    "export_model": "store",
+    "import_model": "store",
+    "register_serializer": "serializers",
+    "Serializer": "serializers",
+    "Tag": "tags",
+    "runner": "handles",
+    "ModelHandle": "handles",
+    "api": "service",
+    "Service": "service",
+    "load_service": "service",
+    "NbentoError": "errors",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .errors import NbentoError
+    from .handles import ModelHandle, runner
+    from .serializers import Serializer, register_serializer
+    from .service import Service, api, load_service
+    from .store import (
+        Model,
+        ModelStore,
+        delete,
+        export_model,
+        get,
+        import_model,
+        list_models,
+        load,
+        save_model,
+    )
+    from .tags import Tag
+
+
+def __getattr__(name: str) -> Any:
+    if name == "list":  # `runtime.list()` as the issue spells it; `list_models` is the same
+        name = "list_models"
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [*_EXPORTS, "__version__"]
