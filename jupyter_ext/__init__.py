@@ -2,3 +2,47 @@
 extension behind the JupyterLab panel, and the ipywidgets panel."""
 
 from __future__ import annotations
+
+from typing import Any
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext jupyter_ext`: register `%nbento` / `%%nbento` (once per kernel)."""
+    from .magics import NbentoMagics
+
+    if getattr(ipython, "_nbento_magics", None) is not None:
+        return
+    magics = NbentoMagics(ipython)
+    ipython.register_magics(magics)
+    ipython._nbento_magics = magics
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    magics = getattr(ipython, "_nbento_magics", None)
+    if magics is not None and magics.server is not None:
+        magics.server.stop()
+
+
+# ---- Jupyter server extension + prebuilt JupyterLab extension (the side panel) -------------
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    # "src" is relative to this package; "dest" is the labextension's package.json name.
+    return [{"src": "labextension", "dest": "nbento"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "jupyter_ext"}]
+
+
+def _load_jupyter_server_extension(server_app: Any) -> None:
+    """Called by jupyter_server when the extension is enabled: add the `/nbento/` routes and
+    stop the development servers the panel started when Jupyter shuts down."""
+    import atexit
+
+    from .dev_servers import default_servers
+    from .handlers import setup_handlers  # lazy: kernels importing jupyter_ext skip tornado
+
+    setup_handlers(server_app.web_app)
+    atexit.register(default_servers.stop_all)
+    server_app.log.info("nbento: REST handlers registered under /nbento/")

@@ -1,0 +1,54 @@
+"""Arguments of the `%nbento COMMAND` line magics, parsed with argparse and answered in plain
+words (no usage dump, no SystemExit inside the kernel)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from runtime.errors import NbentoError
+
+
+class CommandArgsError(NbentoError):
+    """A `%nbento` line the magic cannot understand."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        raise CommandArgsError(f"{message}. Usage: {self.format_usage().strip()[7:]}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        raise CommandArgsError(message or self.format_usage().strip())
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a port is a number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is between 1 and 65535, got {value}")
+    return value
+
+
+def _parsers() -> dict[str, _Parser]:
+    parsers: dict[str, _Parser] = {}
+    serve = parsers["serve"] = _Parser(prog="%nbento serve", add_help=False)
+    serve.add_argument("--port", type=_port)
+    serve.add_argument("--reload", action=argparse.BooleanOptionalAction, default=True)
+    for name in ("stop", "status", "show"):
+        parsers[name] = _Parser(prog=f"%nbento {name}", add_help=False)
+    call = parsers["call"] = _Parser(prog="%nbento call", add_help=False)
+    call.add_argument("api", metavar="API")
+    call.add_argument("json", metavar="JSON")
+    naming = parsers["name"] = _Parser(prog="%nbento name", add_help=False)
+    naming.add_argument("name", metavar="NAME")
+    naming.add_argument("--notebook", metavar="PATH")
+    return parsers
+
+
+_PARSERS = _parsers()
+
+
+def parse_command(command: str, args: list[str]) -> argparse.Namespace:
+    return _PARSERS[command].parse_args(args)

@@ -1,0 +1,388 @@
+"""`%%nbento preprocess|model|api` (capture cells) and `%nbento COMMAND` (serve, stop, status,
+show, call, name, build, export). Line commands live in `COMMANDS`; add one with
+`@command("name", "one-line help")` on a function `(magics, args: list[str]) -> object`.
+
+Captured cells run in the kernel as usual (so the user can try an API on sample input right
+there); a cell is (re-)captured only when it ran cleanly, so the running server keeps the last
+good version. Errors are printed in plain words, naming the cell and the line.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+
+from runtime.errors import NbentoError
+
+from .capture import CapturedCell, CaptureError, check_cell, find_free_names, split_magic
+from .cell_args import CaptureArgsError, parse_cell_args
+from .command_args import CommandArgsError, parse_command
+from .kernel_server import KernelServer, KernelServerError, free_port
+from .live import LiveCapture
+
+CommandFn = Callable[["NbentoMagics", list[str]], Any]
+COMMANDS: dict[str, tuple[CommandFn, str]] = {}
+
+
+def command(name: str, help_text: str) -> Callable[[CommandFn], CommandFn]:
+    """Register a `%nbento NAME ...` line command (the panel and build/export use this too)."""
+
+    def register(fn: CommandFn) -> CommandFn:
+        COMMANDS[name] = (fn, help_text)
+        return fn
+
+    return register
+
+
+def say_error(message: str) -> None:
+    print(f"nbento: {message}", file=sys.stderr)
+
+
+@magics_class
+class NbentoMagics(Magics):
+    """The `%nbento` / `%%nbento` magic; one instance per kernel holds the capture state."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.ip: Any = shell  # Magics.shell is Optional in IPython's types; ours is always set
+        self.state = LiveCapture(shell.user_ns)
+        self.server: KernelServer | None = None
+        self._nested = False
+        shell.events.register("pre_run_cell", self._pre_run_cell)
+
+    # ---- hooks --------------------------------------------------------------------------
+
+    def _pre_run_cell(self, info: Any) -> None:
+        """Remember which cell is running; drop the capture of a cell re-run without magic."""
+        if self._nested:
+            return
+        raw = getattr(info, "raw_cell", None) or ""
+        cell_id = getattr(info, "cell_id", None)
+        if not cell_id:
+            get_parent = getattr(self.ip, "get_parent", None)
+            parent = get_parent() if callable(get_parent) else None
+            cell_id = ((parent or {}).get("metadata") or {}).get("cellId")
+        self.state.current_raw = raw
+        self.state.current_id = cell_id or None
+        magic = split_magic(raw)
+        if magic is not None:
+            return
+        in_file = self.state.cell_in_file(raw)
+        key = cell_id or (in_file.cell_id if in_file else None)
+        if key and key in self.state.cells:
+            removed = self.state.drop(key)
+            print(f"nbento: {removed.label if removed else key} is no longer captured")
+            self._publish(time.perf_counter())
+
+    # ---- the magic ----------------------------------------------------------------------
+
+    @line_cell_magic
+    def nbento(self, line: str, cell: str | None = None) -> Any:
+        try:
+            if cell is None:
+                return self._line(line)
+            return self._capture(line, cell)
+        except (NbentoError, CaptureArgsError, CommandArgsError) as exc:
+            say_error(str(exc))
+            return None
+
+    def _line(self, line: str) -> Any:
+        words = shlex.split(line)
+        if not words or words[0] in ("help", "-h", "--help"):
+            print(self.help_text())
+            return None
+        entry = COMMANDS.get(words[0])
+        if entry is None:
+            raise CommandArgsError(
+                f"unknown command {words[0]!r}. {self.help_text()}"
+            )
+        return entry[0](self, words[1:])
+
+    @staticmethod
+    def help_text() -> str:
+        rows = "\n".join(f"  %nbento {name:<8} {text}" for name, (_, text) in COMMANDS.items())
+        return (
+            "Capture cells with:\n  %%nbento preprocess\n  %%nbento model NAME [--var VAR] "
+            "[--batchable m1,m2] [--batch-dim 0] [--label k=v]\n  %%nbento api NAME "
+            "[--batchable] [--max-batch-size N] [--max-latency-ms N]\nCommands:\n" + rows
+        )
+
+    def _capture(self, line: str, body: str) -> Any:
+        started = time.perf_counter()
+        spec = parse_cell_args(line)
+        cell_id, index = self.state.identify(spec.kind, spec.name, body)
+        cell = CapturedCell(cell_id, spec.kind, spec.name, body, spec.options, index)
+        if spec.kind != "model":
+            try:
+                check_cell(cell)
+            except CaptureError as exc:
+                say_error(f"{exc}\nThe capture was not updated; a running server keeps the "
+                          f"previous version.")
+                return None
+        value, ok = self._run_in_kernel(body, want_value=spec.kind == "model" and "var" not in spec.options)
+        if not ok:
+            say_error(f"{cell.label} failed in the kernel (see the error above); the capture was "
+                      f"not updated and a running server keeps the previous version.")
+            return None
+        if spec.kind == "model" and not self._save_model(cell, value):
+            return None
+        self.state.record(cell)
+        self._warn_free_names()
+        self._publish(started)
+        return None
+
+    def _run_in_kernel(self, body: str, *, want_value: bool) -> tuple[Any, bool]:
+        """Run `body` like a cell (outputs shown, user tracebacks as IPython prints them).
+        With `want_value`, the last expression's value is returned instead of displayed."""
+        code = _assign_last_expression(body, "_nbento_value_") if want_value else body
+        self._nested = True
+        try:
+            result = self.ip.run_cell(code, store_history=False)
+        finally:
+            self._nested = False
+        value = self.ip.user_ns.pop("_nbento_value_", None) if want_value else None
+        return value, bool(result.success)
+
+    def _save_model(self, cell: CapturedCell, value: Any) -> bool:
+        from runtime.store import save_model
+
+        var = cell.options.get("var")
+        if var is not None:
+            if var not in self.ip.user_ns:
+                say_error(f"{cell.label}: --var {var} names no variable the cell defined")
+                return False
+            value = self.ip.user_ns[var]
+        if value is None:
+            say_error(f"{cell.label}: nothing to save; end the cell with the model object "
+                      f"(for example a last line `clf`) or pass --var NAME")
+            return False
+        batch_dim = cell.options.get("batch_dim", 0)
+        methods = cell.options.get("batchable")
+        signatures = (
+            {m: {"batchable": True, "batch_dim": batch_dim} for m in methods} if methods else None
+        )
+        notebook = self.state.notebook()
+        model = save_model(
+            str(cell.name), value, signatures=signatures, labels=cell.options.get("labels"),
+            provenance={"notebook": str(notebook) if notebook else None, "cell_id": cell.cell_id},
+        )
+        sigs = ", ".join(
+            f"{name}{f' (batchable, dim {sig.batch_dim})' if sig.batchable else ''}"
+            for name, sig in model.info.signatures.items()
+        )
+        print(f"saved model {model.tag} ({_size(model.info.size_bytes)}); signatures: {sigs}")
+        self.state.models_saved[str(cell.name)] = {
+            "name": cell.name, "tag": str(model.tag), "cell_id": cell.cell_id,
+        }
+        return True
+
+    def _warn_free_names(self) -> None:
+        captured = self.state.ordered()
+        in_file = self.state.notebook_cells()
+        captured_ids = {c.cell_id for c in captured}
+        others = [c for c in in_file if c.cell_id not in captured_ids]
+        for free in find_free_names(captured, others):
+            if free.name in self.ip.user_ns or not free.defined_in:
+                print(f"nbento: warning: {free.message}", file=sys.stderr)
+
+    def _publish(self, started: float) -> None:
+        """Write the module; with a reloading server up, wait until it serves the new code."""
+        if not any(c.kind != "model" for c in self.state.cells.values()) and not self.state.folder.exists():
+            return
+        server = self.server
+        watching = server is not None and server.running and server.reload
+        before = server.status() if server is not None and watching else None
+        written = self.state.write()
+        if server is None or not watching or not written.changed:
+            return
+        outcome = server.wait_for_reload(written.sha256, before, started=started)
+        if outcome.ok:
+            print(f"live in {outcome.elapsed_ms:.0f} ms at {server.url}")
+        elif outcome.timed_out:
+            say_error(f"the server has not picked up the change yet; check %nbento status "
+                      f"(log: {server.log_path})")
+        else:
+            say_error("the server could not load the new code and keeps serving the previous "
+                      "version:\n  " + describe_error(outcome.error))
+
+
+def describe_error(error: dict[str, Any] | None) -> str:
+    if not error:
+        return "(no details)"
+    where = ""
+    if error.get("line"):
+        where = f" (line {error['line']} of {error.get('file') or 'service.py'})"
+    return f"{error.get('message', error)}{where}"
+
+
+def _assign_last_expression(body: str, target: str) -> str:
+    """Rewrite the cell so its last expression is assigned to `target` instead of shown."""
+    try:
+        tree = ast.parse(body)
+    except SyntaxError:
+        return body  # the kernel reports it in its own words
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr):
+        return body
+    last = tree.body[-1]
+    lines = body.splitlines(keepends=True)
+    start, end = last.lineno - 1, (last.end_lineno or last.lineno) - 1
+    segment = ast.get_source_segment(body, last) or ""
+    prefix = lines[start][: last.col_offset]
+    return "".join([*lines[:start], f"{prefix}{target} = ({segment})\n", *lines[end + 1 :]])
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "size unknown"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+# ---- line commands --------------------------------------------------------------------------
+
+
+@command("serve", "[--port N] [--reload/--no-reload]  start the service in the background")
+def _serve(magics: NbentoMagics, args: list[str]) -> None:
+    ns = parse_command("serve", args)
+    state = magics.state
+    if not any(c.kind == "api" for c in state.cells.values()):
+        raise CommandArgsError("nothing to serve yet: run a '%%nbento api NAME' cell first")
+    if magics.server is not None and magics.server.running:
+        print(f"already serving at {magics.server.url} (stop it with %nbento stop)")
+        return
+    state.write()
+    port = ns.port if ns.port is not None else free_port()
+    server = KernelServer(state.folder, port=port, reload=ns.reload)
+    print(f"starting {state.service_name} from {state.folder} ...", flush=True)
+    try:
+        server.start()
+    except KernelServerError:
+        server.stop()
+        raise
+    magics.server = server
+    print(f"serving {state.service_name} at {server.url}  (docs: {server.url}/docs"
+          f"{', reload on' if ns.reload else ''})")
+
+
+@command("stop", "stop the background server")
+def _stop(magics: NbentoMagics, args: list[str]) -> None:
+    parse_command("stop", args)
+    server, magics.server = magics.server, None
+    if server is None or not server.running:
+        print("no server is running")
+        return
+    code = server.stop()
+    print(f"stopped the server at {server.url} (exit code {code})")
+
+
+@command("status", "the background server: URL, generation, runners, last error")
+def _status(magics: NbentoMagics, args: list[str]) -> dict[str, Any] | None:
+    parse_command("status", args)
+    server = magics.server
+    captured = ", ".join(c.label for c in magics.state.ordered()) or "none"
+    print(f"service {magics.state.service_name}: {magics.state.folder}\ncaptured: {captured}")
+    if server is None or not server.running:
+        print("server: not running (start it with %nbento serve)")
+        return None
+    status = server.status()
+    if status is None:
+        print(f"server: {server.url} is not answering; log: {server.log_path}")
+        return None
+    runners = ", ".join(
+        f"{name} {info.get('tag')} ({'loaded' if info.get('loaded') else 'loading'})"
+        for name, info in (status.get("runners") or {}).items()
+    ) or "none"
+    print(f"server: {server.url} pid {status.get('pid')}, generation {status.get('generation')}, "
+          f"last reload {status.get('last_reload_ms')} ms\nrunners: {runners}")
+    if status.get("last_error"):
+        print("last reload failed, still serving the previous version:\n  "
+              + describe_error(status["last_error"]), file=sys.stderr)
+    return None
+
+
+@command("show", "print the generated service module")
+def _show(magics: NbentoMagics, args: list[str]) -> None:
+    parse_command("show", args)
+    written = magics.state.write()
+    print(written.module_path.read_text())
+
+
+@command("call", "API JSON  send a request to the running server")
+def _call(magics: NbentoMagics, args: list[str]) -> Any:
+    ns = parse_command("call", args)
+    server = magics.server
+    if server is None or not server.running:
+        raise CommandArgsError("no server is running; start one with %nbento serve")
+    try:
+        payload = json.loads(ns.json)
+    except json.JSONDecodeError as exc:
+        raise CommandArgsError(f"the request body is not JSON ({exc.msg} at column {exc.colno}): {ns.json}") from None
+    import httpx
+
+    started = time.perf_counter()
+    try:
+        response = httpx.post(f"{server.url}/{ns.api}", json=payload, timeout=60.0, trust_env=False)
+    except httpx.HTTPError as exc:
+        raise CommandArgsError(f"the server at {server.url} did not answer: {exc}") from None
+    elapsed = (time.perf_counter() - started) * 1000
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    shown = json.dumps(body, indent=2) if not isinstance(body, str) else body
+    print(f"POST /{ns.api} -> {response.status_code} in {elapsed:.1f} ms\n{shown}")
+    return None
+
+
+@command("name", "NAME [--notebook PATH]  set the service name (default: the notebook's)")
+def _name(magics: NbentoMagics, args: list[str]) -> None:
+    from pathlib import Path
+
+    from runtime.tags import validate_name
+
+    ns = parse_command("name", args)
+    magics.state.explicit_name = validate_name(ns.name, "service name")
+    if ns.notebook:
+        path = Path(ns.notebook).expanduser().resolve()
+        if not path.is_file():
+            raise CommandArgsError(f"no such notebook: {path}")
+        magics.state.explicit_notebook = path
+    print(f"service {magics.state.service_name}: files go to {magics.state.folder}")
+
+
+@command("build", "[ARGS]  build a Bento from the captured service")
+def _build(magics: NbentoMagics, args: list[str]) -> Any:
+    try:
+        from runtime import bento
+    except ImportError:
+        raise CommandArgsError("building Bentos is not available in this nbento yet "
+                               "(runtime.bento is missing)") from None
+    written = magics.state.write()
+    result = bento.build_bento(written.folder, *args) if args else bento.build_bento(written.folder)
+    print(f"built {result}")
+    return None
+
+
+@command("export", "k8s [ARGS]  write Kubernetes manifests for the service")
+def _export(magics: NbentoMagics, args: list[str]) -> Any:
+    if not args or args[0] != "k8s":
+        raise CommandArgsError("usage: %nbento export k8s [options]")
+    try:
+        from runtime import k8s
+    except ImportError:
+        raise CommandArgsError("Kubernetes export is not available in this nbento yet "
+                               "(runtime.k8s is missing)") from None
+    written = magics.state.write()
+    result = k8s.write_manifests(written.folder, *args[1:])
+    print(f"wrote {result}")
+    return None
