@@ -1,0 +1,277 @@
+"""`nbento build`, `nbento bentos list|get|delete`, `nbento export k8s`, `nbento containerize`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import NbentoError
+
+
+def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise NbentoError(f"{flag} expects KEY=VALUE, got {item!r}")
+        result[key] = value
+    return result
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def render_tree(root: Path, max_entries: int = 8) -> list[str]:
+    """`tree`-like lines with sizes; long folders show their first entries and a count."""
+    lines = [f"{root.name}/  ({_human(_size(root))})"]
+
+    def walk(folder: Path, prefix: str) -> None:
+        entries = sorted(folder.iterdir(), key=lambda p: (p.is_file(), p.name))
+        shown = entries[:max_entries]
+        for i, entry in enumerate(shown):
+            last = i == len(shown) - 1 and len(entries) <= max_entries
+            branch = "└── " if last else "├── "
+            suffix = "/" if entry.is_dir() else ""
+            lines.append(f"{prefix}{branch}{entry.name}{suffix}  ({_human(_size(entry))})")
+            if entry.is_dir():
+                walk(entry, prefix + ("    " if last else "│   "))
+        if len(entries) > max_entries:
+            lines.append(f"{prefix}└── ... {len(entries) - max_entries} more")
+
+    walk(root, "")
+    return lines
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from ..bento import build_bento
+
+    bento = build_bento(
+        args.source,
+        output=args.output,
+        labels=_pairs(args.label, "--label"),
+        include=args.include,
+        exclude=args.exclude,
+        base_image=args.base_image,
+        python_version=args.python_version,
+        system_packages=args.system_package,
+        packages=args.package,
+        config=args.config,
+    )
+    if args.json:
+        print(json.dumps(_bento_json(bento)))
+        return 0
+    print(f"built Bento {bento.tag}")
+    print(f"  folder: {bento.path}")
+    if args.output:
+        print(f"  copied to: {Path(args.output).resolve()}")
+    print(f"  size: {_human(bento.size_bytes())}")
+    print("\n".join(render_tree(bento.path)))
+    return 0
+
+
+def _bento_json(bento: Any) -> dict[str, Any]:
+    return {
+        "tag": str(bento.tag),
+        "path": str(bento.path),
+        "size_bytes": bento.size_bytes(),
+        "creation_time": bento.info.creation_time.isoformat(),
+        "service": bento.info.service,
+        "labels": bento.info.labels,
+        "models": [m.tag for m in bento.info.models],
+        "apis": [a.name for a in bento.info.apis],
+    }
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from ..bento import list_bentos
+
+    bentos = list_bentos(args.name)
+    if args.json:
+        print(json.dumps([_bento_json(b) for b in bentos]))
+        return 0
+    if not bentos:
+        print("no Bentos built yet (nbento build SRC)")
+        return 0
+    rows = [("TAG", "SIZE", "CREATED", "MODELS")]
+    for b in bentos:
+        rows.append(
+            (
+                str(b.tag),
+                _human(b.size_bytes()),
+                f"{b.info.creation_time:%Y-%m-%d %H:%M:%S}",
+                ", ".join(m.tag for m in b.info.models) or "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
+    return 0
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    from ..bento import BENTO_FILE, get_bento
+
+    bento = get_bento(args.bento)
+    if args.json:
+        print(json.dumps({**_bento_json(bento), "bento_yaml": bento.info.model_dump(mode="json")}))
+        return 0
+    print(f"# {bento.path}")
+    print((bento.path / BENTO_FILE).read_text(), end="")
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    from ..bento import delete_bento
+
+    bento = delete_bento(args.bento)
+    print(f"deleted Bento {bento.tag} ({bento.path})")
+    return 0
+
+
+def _gpu_map(values: list[str] | None) -> dict[str, int]:
+    result: dict[str, int] = {}
+    for key, value in _pairs(values, "--gpu").items():
+        try:
+            result[key] = int(value)
+        except ValueError:
+            raise NbentoError(f"--gpu expects RUNNER=COUNT, got {key}={value!r}") from None
+    return result
+
+
+def _cmd_export_k8s(args: argparse.Namespace) -> int:
+    from ..bento import get_bento
+    from ..k8s import K8sOptions, SecretEnv, write_manifests
+
+    bento = get_bento(args.bento)
+    options = K8sOptions(
+        out=Path(args.out) if args.out else None,
+        image=args.image,
+        namespace=args.namespace,
+        split_runners=args.split_runners,
+        yatai=args.yatai,
+        replicas=args.replicas,
+        min_replicas=args.min,
+        max_replicas=args.max,
+        gpu=_gpu_map(args.gpu),
+        service_monitor=args.service_monitor,
+        pdb=args.pdb,
+        secret_env=[SecretEnv.parse(s) for s in args.secret_env or []],
+    )
+    written = write_manifests(bento, options)
+    print(f"wrote {len(written)} files for {bento.tag} into {written[0].parent}:")
+    for path in written:
+        print(f"  {path}")
+    print(f"apply with: kubectl apply -k {written[0].parent}")
+    return 0
+
+
+def _cmd_containerize(args: argparse.Namespace) -> int:
+    from ..bento import get_bento
+    from ..containerize import containerize
+
+    bento = get_bento(args.bento)
+    tag = args.tag or f"{bento.name}:{bento.version}"
+    containerize(
+        bento,
+        tag,
+        base_url=args.docker_host,
+        build_args=_pairs(args.build_arg, "--build-arg"),
+        log=lambda line: print(line, flush=True),
+    )
+    print(f"image {tag} is ready; run it with: docker run --rm -p 3000:3000 {tag}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "build", help="build a Bento folder from a notebook, service folder or module"
+    )
+    p.add_argument("source", help="notebook (.ipynb), service folder, .py file or module")
+    p.add_argument("--output", "-o", help="also copy the Bento into this (new or empty) folder")
+    p.add_argument("--label", action="append", metavar="KEY=VALUE", help="label (repeatable)")
+    p.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="extra files to ship, relative to the service folder (repeatable)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        metavar="PATTERN",
+        help="files not to ship, .bentoignore syntax (repeatable)",
+    )
+    p.add_argument("--base-image", help="image to build on (default python:<python-version>-slim)")
+    p.add_argument("--python-version", help="Python version of the image (default: this one)")
+    p.add_argument(
+        "--system-package", action="append", metavar="DEB", help="apt package (repeatable)"
+    )
+    p.add_argument(
+        "--package",
+        action="append",
+        metavar="REQ",
+        help="extra pip requirement the import scan cannot see (repeatable)",
+    )
+    p.add_argument("--config", help="server settings YAML to ship as config.yaml")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_build)
+
+    bentos = sub.add_parser("bentos", help="list, show or delete built Bentos")
+    bsub = bentos.add_subparsers(dest="bentos_command", metavar="ACTION")
+    bsub.required = True
+    b = bsub.add_parser("list", help="list built Bentos")
+    b.add_argument("name", nargs="?", help="only this Bento's versions")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_list)
+    b = bsub.add_parser("get", help="show a Bento's bento.yaml")
+    b.add_argument("bento", help="NAME[:VERSION] or a Bento folder")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_get)
+    b = bsub.add_parser("delete", help="delete a Bento version from the store")
+    b.add_argument("bento", help="NAME:VERSION (NAME alone deletes the latest)")
+    b.set_defaults(func=_cmd_delete)
+
+    export = sub.add_parser("export", help="export a Bento for a platform")
+    esub = export.add_subparsers(dest="export_target", metavar="TARGET")
+    esub.required = True
+    k = esub.add_parser("k8s", help="Kubernetes manifests + kustomization.yaml")
+    k.add_argument("bento", help="NAME[:VERSION] or a Bento folder")
+    k.add_argument("--out", help="output folder (default ./k8s-NAME)")
+    k.add_argument("--split-runners", action="store_true", help="one Deployment per runner")
+    k.add_argument("--yatai", action="store_true", help="a Yatai BentoDeployment instead")
+    k.add_argument("--image", help="image reference (default NAME:VERSION)")
+    k.add_argument("--replicas", type=int, default=1)
+    k.add_argument("--min", type=int, help="HPA minReplicas (default --replicas)")
+    k.add_argument("--max", type=int, default=3, help="HPA maxReplicas")
+    k.add_argument("--gpu", action="append", metavar="RUNNER=N", help="nvidia.com/gpu per runner")
+    k.add_argument("--namespace")
+    k.add_argument("--service-monitor", action="store_true", help="add a Prometheus ServiceMonitor")
+    k.add_argument("--pdb", action="store_true", help="add PodDisruptionBudgets")
+    k.add_argument(
+        "--secret-env",
+        action="append",
+        metavar="ENV=SECRET:KEY",
+        help="environment variable from a Secret (repeatable)",
+    )
+    k.set_defaults(func=_cmd_export_k8s)
+
+    c = sub.add_parser("containerize", help="build the Bento's image with a Docker-API engine")
+    c.add_argument("bento", help="NAME[:VERSION] or a Bento folder")
+    c.add_argument("--tag", "-t", help="image tag (default NAME:VERSION)")
+    c.add_argument("--build-arg", action="append", metavar="KEY=VALUE")
+    c.add_argument("--docker-host", help="engine URL (default $DOCKER_HOST)")
+    c.set_defaults(func=_cmd_containerize)
