@@ -61,6 +61,9 @@ class ServerConfig(_Strict):
     apis: dict[str, BatchingConfig] = Field(default_factory=dict)
     runner_map: dict[str, str] = Field(default_factory=dict)
     access_log: bool = True
+    # Threads that run sync API functions; a blocked call waits on its batch, so this bounds
+    # how many requests can be in one batch at once.
+    api_threads: int = Field(64, ge=1)
 
     def runner(self, name: str) -> RunnerConfig:
         return self.runners.get(name) or RunnerConfig()

@@ -1,0 +1,136 @@
+"""OpenAPI for a service: one `POST /{api}` operation per API, request and response schemas from
+the type hints (the same hints `runtime.schema` validates against). Rebuilt per generation, so
+`/docs` follows hot reloads."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter
+
+from .schema import ApiSchema, Param
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from .host import ServiceHost
+
+_REF = "#/components/schemas/{model}"
+_ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string"},
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": ["string", "null"]}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def _schema(annotation: Any, components: dict[str, Any]) -> dict[str, Any]:
+    try:
+        schema = TypeAdapter(annotation).json_schema(ref_template=_REF)
+    except Exception:  # an annotation pydantic cannot describe: leave it open
+        return {}
+    components.update(schema.pop("$defs", {}))
+    return schema
+
+
+def _param_schema(p: Param, components: dict[str, Any]) -> dict[str, Any]:
+    if p.kind == "ndarray":
+        assert p.array is not None
+        dims = len(p.array.shape) if p.array.shape is not None else 1
+        item: dict[str, Any] = {"type": "number"}
+        for _ in range(dims):
+            item = {"type": "array", "items": item}
+        return {**item, "description": p.array.describe()}
+    if p.kind in ("image", "file"):
+        return {"type": "string", "format": "binary"}
+    return _schema(p.annotation, components)
+
+
+def _request_body(schema: ApiSchema, components: dict[str, Any]) -> dict[str, Any]:
+    content: dict[str, Any] = {}
+    single = schema.single
+    if single is not None:
+        body = _param_schema(single, components)
+        if single.kind in ("json", "text", "ndarray"):
+            content["application/json"] = {"schema": body}
+        if single.kind == "text":
+            content["text/plain"] = {"schema": {"type": "string"}}
+        if single.kind == "ndarray":
+            content["application/octet-stream"] = {
+                "schema": {"type": "string", "format": "binary", "description": "an .npy file"}
+            }
+        if single.kind in ("image", "file"):
+            media = "image/*" if single.kind == "image" else "application/octet-stream"
+            content[media] = {"schema": body}
+            content["multipart/form-data"] = {
+                "schema": {"type": "object", "properties": {single.name: body}, "required": [single.name]}
+            }
+    else:
+        properties = {p.name: _param_schema(p, components) for p in schema.params}
+        required = [p.name for p in schema.params if p.required]
+        obj = {"type": "object", "properties": properties, "required": required}
+        if schema.file_params:
+            content["multipart/form-data"] = {"schema": obj}
+        else:
+            content["application/json"] = {"schema": obj}
+    return {"required": True, "content": content}
+
+
+def _response(schema: ApiSchema, components: dict[str, Any]) -> dict[str, Any]:
+    returns = schema.returns
+    if returns is str:
+        return {"text/plain": {"schema": {"type": "string"}}}
+    if returns is bytes:
+        return {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    return {"application/json": {"schema": _schema(returns, components)}}
+
+
+def build_openapi(app: FastAPI, host: ServiceHost) -> dict[str, Any]:
+    cached = getattr(app, "_nbento_openapi", None)
+    if cached is not None and cached[0] == host.generation:
+        return cached[1]
+    service = host.service
+    components: dict[str, Any] = {"Error": _ERROR}
+    paths: dict[str, Any] = {}
+    for endpoint in host.endpoints.values():
+        spec = endpoint.spec
+        summary, _, description = spec.doc.partition("\n")
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        paths[spec.route] = {
+            "post": {
+                "operationId": spec.name,
+                "summary": summary or spec.name,
+                "description": description.strip() + (
+                    "\n\nBatchable: the body is a batch of rows; rows of concurrent requests "
+                    "are grouped into one call." if spec.batchable else ""
+                ),
+                "requestBody": _request_body(endpoint.schema, components),
+                "responses": {
+                    "200": {"description": "OK", "content": _response(endpoint.schema, components)},
+                    "400": {"description": "malformed body", "content": error},
+                    "413": {"description": "body over max_body_bytes", "content": error},
+                    "422": {"description": "invalid input", "content": error},
+                    "500": {"description": "error in the API function (see error_id)"},
+                    "503": {"description": "overloaded; retry after Retry-After seconds"},
+                },
+            }
+        }
+    doc = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": service.name if service else "nbento",
+            "version": (service.source_sha256[:12] if service else "0"),
+            "description": "Served by nbento.",
+        },
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+    app._nbento_openapi = (host.generation, doc)  # type: ignore[attr-defined]
+    return doc

@@ -1,0 +1,158 @@
+"""`serve(source, config)`: run a service (or one of its runners) under uvicorn.
+
+Lifecycle: import the service before binding (a broken module fails fast with its file and
+line), bind, start loading runners in the background (`/readyz` says 503 until done), print the
+URL. On SIGTERM or Ctrl-C: stop accepting, let in-flight requests and their batches finish
+within `graceful_timeout_s`, close the runners, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+import sys
+import threading
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from .config import ServerConfig
+from .handles import set_backend_resolver
+from .service import Service, load_service
+from .sources import ServiceSource, resolve_source
+
+log = logging.getLogger("nbento.server")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # uvicorn re-raises the captured signal after its graceful shutdown, which turns a clean
+        # SIGTERM drain into exit status 143; a drain that finished is a success, so don't.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """One format for nbento's and uvicorn's lines, on stderr (the URL goes to stdout)."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_nbento", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._nbento = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def serve(
+    source: str | Path | ServiceSource, config: ServerConfig | None = None, *,
+    runner: str | None = None,
+) -> None:
+    """Serve `source` until SIGTERM/SIGINT. With `runner`, serve only that runner
+    (`POST /_runner/{method}`) for an API server elsewhere that maps it with `runner_map`."""
+    from .runners import RunnerPool
+
+    config = config or ServerConfig.model_validate({})
+    src = source if isinstance(source, ServiceSource) else resolve_source(source)
+    setup_logging()
+    pool = RunnerPool(config)
+    previous = set_backend_resolver(pool.resolver)
+    try:
+        if runner is not None:
+            service = load_service(src).only_runner(runner)
+            main = _serve_runner(pool, service, runner, config)
+        else:
+            main = _serve_service(pool, src, config)
+        with asyncio.Runner(loop_factory=_loop_factory()) as loop_runner:
+            loop_runner.run(main)
+    finally:
+        set_backend_resolver(previous)
+
+
+def _loop_factory() -> Any:
+    return uvicorn.Config(app="", log_config=None).get_loop_factory()  # uvloop when installed
+
+
+def _uvicorn_config(app: Any, config: ServerConfig) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        access_log=False,  # the app writes its own access line (with latency)
+        log_config=None,
+        lifespan="off",
+        timeout_graceful_shutdown=max(1, math.ceil(config.graceful_timeout_s)),
+        backlog=2048,
+    )
+
+
+async def _serve_service(pool: Any, source: ServiceSource, config: ServerConfig) -> None:
+    from .app import create_app
+    from .host import ServiceHost
+    from .reload import Reloader
+
+    host = ServiceHost(source, config, pool)
+    service = await asyncio.to_thread(host.load_initial)
+    server = _Server(_uvicorn_config(create_app(host, config), config))
+    await host.start()
+    reloader = Reloader(host) if config.reload else None
+    if reloader is not None:
+        reloader.start()
+    announce = asyncio.create_task(_announce(server, service, with_docs=True))
+    try:
+        await server.serve()
+    finally:
+        announce.cancel()
+        if reloader is not None:
+            await reloader.stop()
+        await host.aclose(config.graceful_timeout_s)
+        log.info("stopped")
+
+
+async def _serve_runner(pool: Any, service: Service, name: str, config: ServerConfig) -> None:
+    from .runners import runner_app
+
+    server = _Server(_uvicorn_config(runner_app(pool, name), config))
+    loading = asyncio.create_task(pool.sync(service))
+    announce = asyncio.create_task(_announce(server, service, with_docs=False, runner=name))
+    try:
+        await server.serve()
+    finally:
+        announce.cancel()
+        if not loading.done():
+            loading.cancel()
+        await pool.aclose(config.graceful_timeout_s)
+        log.info("stopped")
+
+
+async def _announce(
+    server: uvicorn.Server, service: Service, *, with_docs: bool, runner: str | None = None
+) -> None:
+    while not server.started:
+        await asyncio.sleep(0.01)
+    sockets = [s for srv in server.servers for s in srv.sockets]
+    if not sockets:
+        return
+    host, port = sockets[0].getsockname()[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{port}"
+    if runner is not None:
+        print(f"nbento: runner '{runner}' of service '{service.name}' at {url}", flush=True)
+        return
+    apis = ", ".join(f"POST {spec.route}" for spec in service.apis.values())
+    print(f"nbento: serving '{service.name}' at {url} ({apis})", flush=True)
+    if with_docs:
+        print(f"nbento: docs at {url}/docs", flush=True)
