@@ -23,8 +23,8 @@ import uvicorn
 
 from .config import ServerConfig
 from .handles import set_backend_resolver
-from .service import Service, load_service
-from .sources import ServiceSource, resolve_source
+from .service import Service, as_source, load_service
+from .sources import ServiceSource
 
 log = logging.getLogger("nbento.server")
 
@@ -66,7 +66,7 @@ def serve(
     from .runners import RunnerPool
 
     config = config or ServerConfig.model_validate({})
-    src = source if isinstance(source, ServiceSource) else resolve_source(source)
+    src = as_source(source)
     setup_logging()
     pool = RunnerPool(config)
     previous = set_backend_resolver(pool.resolver)

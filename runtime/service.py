@@ -156,7 +156,7 @@ class ServiceImportError(ServiceLoadError):
 def load_service(source: str | Path | ServiceSource) -> Service:
     """Import a service (folder with service.py, a .py file, a dotted module or a resolved
     `ServiceSource`) into a fresh module object, and collect its APIs and model handles."""
-    src = source if isinstance(source, ServiceSource) else resolve_source(source)
+    src = as_source(source)
     path, module_name = _locate(src)
     try:
         code_bytes = path.read_bytes()
@@ -199,6 +199,21 @@ def load_service(source: str | Path | ServiceSource) -> Service:
         source_sha256=hashlib.sha256(code_bytes).hexdigest(),
         source=src,
     )
+
+
+def as_source(target: str | Path | ServiceSource) -> ServiceSource:
+    """`resolve_source`, except that a dotted module name (`pkg.api`) that is not a file is
+    taken as a module (resolve_source reads its dot as a file suffix)."""
+    if isinstance(target, ServiceSource):
+        return target
+    text = str(target)
+    parts = text.split(".")
+    if (
+        isinstance(target, str) and not Path(text).exists() and len(parts) > 1
+        and all(part.isidentifier() for part in parts) and parts[-1] not in ("py", "ipynb")
+    ):
+        return ServiceSource(module=text)
+    return resolve_source(target)
 
 
 def _locate(src: ServiceSource) -> tuple[Path, str]:
