@@ -57,6 +57,7 @@ class CapturedCell:
     source: str
     options: dict[str, Any] = field(default_factory=dict)
     index: int | None = None  # position in the notebook file when known (for messages)
+    line_offset: int = 0  # cell lines before `source` (the magic line), so messages match
 
     @property
     def label(self) -> str:
@@ -92,10 +93,10 @@ def check_cell(cell: CapturedCell) -> None:
         line = (exc.text or "").strip()
         shown = f": {line}" if line else ""
         raise CaptureError(
-            f"{cell.label} line {exc.lineno}: {exc.msg}{shown} (IPython syntax such as %magics "
-            f"or !commands cannot go into the service module)"
+            f"{cell.label} line {(exc.lineno or 0) + cell.line_offset}: {exc.msg}{shown} (IPython "
+            f"syntax such as %magics or !commands cannot go into the service module)"
             if line.startswith(("%", "!"))
-            else f"{cell.label} line {exc.lineno}: {exc.msg}{shown}"
+            else f"{cell.label} line {(exc.lineno or 0) + cell.line_offset}: {exc.msg}{shown}"
         ) from None
     if cell.kind == "api":
         api_function(cell)
@@ -295,7 +296,7 @@ class FreeName:
             if self.defined_in
             else "; no cell of the notebook defines it"
         )
-        return (f"{self.cell.label} line {self.line} uses {self.name!r}, which no captured cell "
+        return (f"{self.cell.label} line {self.line + self.cell.line_offset} uses {self.name!r}, which no captured cell "
                 f"defines{where}")
 
 
@@ -360,7 +361,10 @@ def capture_notebook(path: str | Path, service_name: str | None = None) -> Noteb
             plain.append(nb_cell)
             continue
         spec, body = found
-        cells.append(CapturedCell(nb_cell.cell_id, spec.kind, spec.name, body, spec.options, nb_cell.index))
+        offset = len(nb_cell.source.splitlines()) - len(body.splitlines())
+        cells.append(
+            CapturedCell(nb_cell.cell_id, spec.kind, spec.name, body, spec.options, nb_cell.index, offset)
+        )
     return NotebookCapture(notebook, service_name or service_name_for(notebook), cells, plain)
 
 

@@ -118,7 +118,9 @@ class NbentoMagics(Magics):
         started = time.perf_counter()
         spec = parse_cell_args(line)
         cell_id, index = self.state.identify(spec.kind, spec.name, body)
-        cell = CapturedCell(cell_id, spec.kind, spec.name, body, spec.options, index)
+        raw = self.state.current_raw or ""
+        offset = max(len(raw.splitlines()) - len(body.splitlines()), 1) if raw else 1
+        cell = CapturedCell(cell_id, spec.kind, spec.name, body, spec.options, index, offset)
         if spec.kind != "model":
             try:
                 check_cell(cell)
