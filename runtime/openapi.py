@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
 from .schema import ApiSchema, Param
 
@@ -37,6 +37,9 @@ def _schema(annotation: Any, components: dict[str, Any]) -> dict[str, Any]:
     except Exception:  # an annotation pydantic cannot describe: leave it open
         return {}
     components.update(schema.pop("$defs", {}))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        components[annotation.__name__] = schema  # named models are shown by name in /docs
+        return {"$ref": _REF.format(model=annotation.__name__)}
     return schema
 
 
