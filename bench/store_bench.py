@@ -1,0 +1,226 @@
+"""Model store cost against the plain calls it wraps, measured in one run on one machine.
+
+Saves and loads a 200 MB float32 array (store vs `np.save`/`np.load`, with and without fsync,
+since the store fsyncs by default) and a fitted scikit-learn Pipeline (store vs
+`joblib.dump`/`joblib.load`). Prints a table; `--record` writes it to bench/RESULTS.md under
+"## Model store" (other sections are left alone).
+
+    . .venv/bin/activate && python bench/store_bench.py --record
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from runtime.store import ModelStore
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+SECTION = "## Model store"
+
+
+@dataclass
+class Row:
+    label: str
+    seconds: list[float]
+    baseline: str | None = None  # label of the row this one is compared with
+    megabytes: float | None = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def _timed(
+    fn: Callable[[], Any], repeat: int, between: Callable[[], None] | None = None
+) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        if between is not None:
+            between()
+        os.sync()  # start every run with no dirty pages left by the previous one
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _save_fsync(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, array)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def bench_array(work: Path, megabytes: int, repeat: int) -> list[Row]:
+    array = np.random.default_rng(0).random(megabytes * (1 << 20) // 4, dtype=np.float32)
+    size_mb = array.nbytes / 1e6
+    plain = work / "plain.npy"
+    synced = ModelStore(work / "store-fsync")
+    unsynced = ModelStore(work / "store-nofsync", fsync=False)
+
+    def clear(store: ModelStore) -> Callable[[], None]:
+        return lambda: shutil.rmtree(store.root, ignore_errors=True)
+
+    rows = [
+        Row("np.save (no fsync)", _timed(lambda: np.save(plain, array), repeat)),
+        Row("np.save + fsync", _timed(lambda: _save_fsync(plain, array), repeat)),
+        Row(
+            "store save (fsync, sha256)",
+            _timed(lambda: synced.save_model("big", array), repeat, clear(synced)),
+            "np.save + fsync",
+        ),
+        Row(
+            "store save (fsync=False, sha256)",
+            _timed(lambda: unsynced.save_model("big", array), repeat, clear(unsynced)),
+            "np.save (no fsync)",
+        ),
+    ]
+    tag = synced.save_model("big", array).tag
+    rows += [
+        Row("np.load", _timed(lambda: np.load(plain), repeat)),
+        Row("store load (sha256 verified)", _timed(lambda: synced.load(tag), repeat), "np.load"),
+        Row(
+            "store load mmap_mode='r' (verified)",
+            _timed(lambda: synced.load(tag, mmap_mode="r"), repeat),
+            "np.load",
+        ),
+    ]
+    loaded = synced.load(tag)
+    assert np.array_equal(loaded, array), "store round trip changed the array"
+    for row in rows:
+        row.megabytes = size_mb
+    return rows
+
+
+def bench_pipeline(work: Path, repeat: int) -> list[Row]:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20_000, 50))
+    y = (X[:, :5].sum(axis=1) > 0).astype(int)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(X, y)
+    plain = work / "pipe.joblib"
+    store = ModelStore(work / "store-pipe")
+    tag = store.save_model("pipe", pipe).tag
+    fmt = store.get(tag).info.options.get("format")
+    rows = [
+        Row("joblib.dump", _timed(lambda: joblib.dump(pipe, plain), repeat)),
+        Row(
+            f"store save ({fmt}, fsync)",
+            _timed(lambda: store.save_model("pipe", pipe), repeat),
+            "joblib.dump",
+        ),
+        Row("joblib.load", _timed(lambda: joblib.load(plain), repeat)),
+        Row(
+            f"store load ({fmt}, verified)", _timed(lambda: store.load(tag), repeat), "joblib.load"
+        ),
+    ]
+    assert (store.load(tag).predict(X) == pipe.predict(X)).all()
+    return rows
+
+
+def machine() -> str:
+    cpu = "unknown"
+    try:
+        match = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        cpu = match.group(1).strip() if match else cpu
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}, "
+        f"NumPy {np.__version__}, scikit-learn {sklearn.__version__}, joblib {joblib.__version__}; "
+        f"load average at start {load} (shared machine)"
+    )
+
+
+def table(array_rows: list[Row], pipe_rows: list[Row], repeat: int) -> str:
+    by_label = {r.label: r for r in [*array_rows, *pipe_rows]}
+    lines = [
+        f"200 MB float32 array (median of {repeat}; MB/s = size / median time):",
+        "",
+        "| operation | median s | MB/s | x baseline (time) |",
+        "|---|---:|---:|---|",
+    ]
+    for row in array_rows:
+        ratio = (
+            f"{row.median / by_label[row.baseline].median:.2f}x {row.baseline}"
+            if row.baseline
+            else "-"
+        )
+        assert row.megabytes is not None
+        lines.append(
+            f"| {row.label} | {row.median:.3f} | {row.megabytes / row.median:,.0f} | {ratio} |"
+        )
+    lines += [
+        "",
+        f"Fitted Pipeline(StandardScaler, LogisticRegression), 50 features (median of {repeat}):",
+        "",
+        "| operation | median ms | x baseline |",
+        "|---|---:|---|",
+    ]
+    for row in pipe_rows:
+        ratio = (
+            f"{row.median / by_label[row.baseline].median:.2f}x {row.baseline}"
+            if row.baseline
+            else "-"
+        )
+        lines.append(f"| {row.label} | {row.median * 1000:.1f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def record(body: str) -> None:
+    """Replace the "## Model store" section of RESULTS.md, keeping everyone else's sections."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    section = f"{SECTION}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--megabytes", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--record", action="store_true", help="write the table to bench/RESULTS.md")
+    args = parser.parse_args()
+
+    info = machine()
+    work = Path(tempfile.mkdtemp(prefix="nbento-store-bench-"))
+    try:
+        array_rows = bench_array(work, args.megabytes, args.repeat)
+        pipe_rows = bench_pipeline(work, args.repeat)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = table(array_rows, pipe_rows, args.repeat)
+    print(f"Machine: {info}\n\n{result}")
+    if args.record:
+        record(
+            f"Rerun: `. .venv/bin/activate && python bench/store_bench.py --record`\n\n"
+            f"Machine: {info}. Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n"
+            f"{result}\n"
+        )
+        print(f"\nrecorded in {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
