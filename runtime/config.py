@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -45,6 +45,9 @@ class RunnerConfig(_Strict):
     max_concurrency: int = Field(1, ge=1)
     workers: int = Field(1, ge=1)
     threads: int | None = Field(None, ge=1, description="torch/BLAS threads per worker")
+    # Where model compute runs: worker threads of the server process, or worker processes
+    # (arguments then travel in the runtime.wire format). Measured in docs/batching.md.
+    isolation: Literal["thread", "process"] = "thread"
 
     def for_method(self, method: str) -> BatchingConfig:
         return self.methods.get(method, self.batching)

@@ -60,8 +60,7 @@ def method_settings(
 
 def choose_workers(model_ref: Any, config: RunnerConfig) -> Workers:
     """Thread or process workers for a model; see docs/batching.md for the measurements."""
-    mode = getattr(config, "mode", None) or "thread"
-    if mode == "process":
+    if config.isolation == "process":
         threads = config.threads or max(1, available_cores() // config.workers)
         return ProcessWorkers(str(model_ref.tag), workers=config.workers, threads=threads)
     return ThreadWorkers(model_ref, workers=config.workers, threads=config.threads)
