@@ -18,6 +18,7 @@ import os
 import platform
 import secrets
 import shutil
+import time
 import warnings
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -42,6 +43,8 @@ from .tags import Tag, new_version, validate_name
 
 MODEL_FILE = "model.yaml"
 TMP_PREFIX = ".tmp-"
+# A temp folder untouched this long belongs to a save that was killed; saves remove it.
+STALE_TEMP_SECONDS = 24 * 3600
 
 
 class ModelSignature(BaseModel):
@@ -267,7 +270,30 @@ class ModelStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        self.remove_stale_temp(name)
         return Model(self, info, name_dir / version)
+
+    def remove_stale_temp(
+        self, name: str, *, older_than_s: float = STALE_TEMP_SECONDS
+    ) -> list[Path]:
+        """Delete `.tmp-*` folders of `name` left by killed saves, imports or deletes.
+
+        Only folders not modified for `older_than_s` go, so saves in flight are safe."""
+        name_dir = self.root / validate_name(name, "model name")
+        removed: list[Path] = []
+        cutoff = time.time() - older_than_s
+        try:
+            candidates = [p for p in name_dir.iterdir() if p.name.startswith(TMP_PREFIX)]
+        except OSError:
+            return removed
+        for path in candidates:
+            try:
+                if path.stat().st_mtime < cutoff:
+                    shutil.rmtree(path)
+                    removed.append(path)
+            except OSError:
+                continue  # removed by someone else meanwhile
+        return removed
 
     def _make_temp(self, name_dir: Path, suffix: str) -> Path:
         # A concurrent delete may remove an empty NAME folder between mkdir calls; retry.

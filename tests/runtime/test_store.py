@@ -397,3 +397,17 @@ def test_export_refuses_a_damaged_model(tmp_path: Path) -> None:
     with pytest.raises(ChecksumMismatch, match=r"model\.pkl"):
         store.export_model("damaged", tmp_path / "out.tar")
     assert list(tmp_path.glob("*.tar")) == [] and list(tmp_path.glob(".*tmp*")) == []
+
+
+def test_saves_remove_temp_folders_left_by_old_crashes(nbento_home: Path) -> None:
+    name_dir = nbento_home / "models" / "crashy"
+    old, recent = name_dir / ".tmp-old-crash", name_dir / ".tmp-in-flight"
+    for folder in (old, recent):
+        folder.mkdir(parents=True)
+        (folder / "part").write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+
+    store.save_model("crashy", Doubler())
+
+    assert not old.exists() and recent.exists()
