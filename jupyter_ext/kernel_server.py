@@ -158,12 +158,18 @@ class KernelServer:
         return data
 
     def wait_for_reload(
-        self, sha256: str, before: dict[str, Any] | None, *, started: float, timeout: float = 30.0
+        self,
+        sha256: str,
+        before: dict[str, Any] | None,
+        *,
+        started: float,
+        timeout: float = 30.0,
+        same_error_after_ms: float = 1500.0,
     ) -> ReloadOutcome:
         """Poll until the server serves `sha256` or reports a new error (bounded by `timeout`).
 
         A failed reload is recognised by a `last_error` that differs from the one seen before
-        the write, or by `last_error.source_sha256` naming our file when the server sends it."""
+        the write, or by the same error still there after `same_error_after_ms`."""
         previous_error = (before or {}).get("last_error")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.running:
@@ -173,7 +179,9 @@ class KernelServer:
                 if status.get("source_sha256") == sha256:
                     return ReloadOutcome(True, elapsed)
                 error = status.get("last_error")
-                if error and (error != previous_error or error.get("source_sha256") == sha256):
+                # The same error as before the write is only ours once the server had time to
+                # try the new file (a reload takes ~10-200 ms; status carries no attempt id).
+                if error and (error != previous_error or elapsed > same_error_after_ms):
                     return ReloadOutcome(False, elapsed, error)
             time.sleep(0.01)
         return ReloadOutcome(False, (time.perf_counter() - started) * 1000, timed_out=True)

@@ -4,7 +4,8 @@ order, and where the notebook and its service folder are.
 Cell identity, first that applies:
 1. the front end's cell id (JupyterLab and Notebook 7 send `cellId` in the execute request);
 2. the id of the cell in the saved notebook file whose source equals the running cell;
-3. a stable key from the cell itself (`api-classify`, `model-clf`, `preprocess-<hash>`).
+3. for api and model cells, the earlier capture with the same kind and name; else a stable key
+   from the cell itself (`api-classify`, `model-clf`, `preprocess-<hash of its code>`).
 The notebook path, first that applies: `%nbento name --notebook PATH`, `__session__` /
 `JPY_SESSION_NAME` (set by jupyter_server), the one `.ipynb` in the working directory whose
 cells contain the running cell, else none (files go to `./.nbento/notebook/`).
@@ -48,6 +49,7 @@ class LiveCapture:
         self._order: dict[str, int] = {}
         self._counter = 0
         self._nb_cache: tuple[Path, float, list[NotebookCell]] | None = None
+        self._discovered: Path | None = None
 
     # ---- where things are ------------------------------------------------------------------
 
@@ -59,13 +61,16 @@ class LiveCapture:
             for candidate in (Path(session), Path.cwd() / Path(session).name):
                 if candidate.is_file():
                     return candidate.resolve()
+        if self._discovered is not None and self._discovered.is_file():
+            return self._discovered
         if self.current_raw:
             matches = [
                 nb for nb in sorted(Path.cwd().glob("*.ipynb"))
                 if any(_same_code(c.source, self.current_raw) for c in self._cells_of(nb))
             ]
             if len(matches) == 1:
-                return matches[0].resolve()
+                self._discovered = matches[0].resolve()  # keep it: later cells may be ambiguous
+                return self._discovered
         return None
 
     @property
@@ -121,7 +126,10 @@ class LiveCapture:
             return self.current_id, in_file.index if in_file else None
         if in_file is not None:
             return in_file.cell_id, in_file.index
-        if name:
+        if name:  # an edited, unsaved cell without a front-end id: the capture of that name
+            for cell in self.cells.values():
+                if cell.kind == kind and cell.name == name:
+                    return cell.cell_id, cell.index
             return f"{kind}-{name}", None
         digest = hashlib.sha1(normalise_source(body).encode()).hexdigest()[:8]
         return f"{kind}-{digest}", None

@@ -305,7 +305,7 @@ def _status(magics: NbentoMagics, args: list[str]) -> dict[str, Any] | None:
         for name, info in (status.get("runners") or {}).items()
     ) or "none"
     print(f"server: {server.url} pid {status.get('pid')}, generation {status.get('generation')}, "
-          f"last reload {status.get('last_reload_ms')} ms\nrunners: {runners}")
+          f"last reload {status.get('last_reload_ms') or '-'} ms\nrunners: {runners}")
     if status.get("last_error"):
         print("last reload failed, still serving the previous version:\n  "
               + describe_error(status["last_error"]), file=sys.stderr)
