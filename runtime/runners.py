@@ -63,7 +63,9 @@ def choose_workers(model_ref: Any, config: RunnerConfig) -> Workers:
     if config.isolation == "process":
         threads = config.threads or max(1, available_cores() // config.workers)
         return ProcessWorkers(str(model_ref.tag), workers=config.workers, threads=threads)
-    return ThreadWorkers(model_ref, workers=config.workers, threads=config.threads)
+    return ThreadWorkers(
+        model_ref, workers=config.workers, threads=config.threads, calls=config.max_concurrency
+    )
 
 
 class Runner:

@@ -69,10 +69,14 @@ def set_torch_threads(threads: int | None) -> None:
 class ThreadWorkers:
     """The model in this process, called from `workers` dedicated threads."""
 
-    def __init__(self, model_ref: Any, *, workers: int = 1, threads: int | None = None) -> None:
+    def __init__(
+        self, model_ref: Any, *, workers: int = 1, threads: int | None = None, calls: int = 1
+    ) -> None:
         self.model_ref = model_ref
         self.capacity = workers
         self.threads = threads
+        # Threads in the pool: a worker may run `calls` non-batchable calls at once.
+        self._size = workers * calls
         self.load_seconds: float | None = None
         self.obj: Any = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -82,7 +86,7 @@ class ThreadWorkers:
         self.obj = await asyncio.to_thread(self.model_ref.load)
         # torch keeps its thread count per OS thread: set it in each compute thread.
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.capacity,
+            max_workers=self._size,
             thread_name_prefix=f"nbento-runner-{self.model_ref.tag}",
             initializer=set_torch_threads,
             initargs=(self.threads,),
