@@ -16,7 +16,7 @@ import os
 import platform
 import shutil
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -231,13 +231,16 @@ def build_bento(
     system_packages: Iterable[str] | None = None,
     packages: Iterable[str] | None = None,
     config: str | Path | ServerConfig | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Bento:
     """Build a Bento from a notebook, a service folder, a `.py` file or a module.
 
     `base_image` defaults to `python:{python_version}-slim`, `python_version` to this
     interpreter's. `packages` adds pip requirements the import scan cannot see; `config` (a
     ServerConfig or a YAML path) seeds the batching settings shipped in `config.yaml`.
+    `progress` receives one line per step (the panel shows them).
     Raises `BuildError` for secrets, missing models or bad options."""
+    report = progress or (lambda _msg: None)
     src = source if isinstance(source, ServiceSource) else resolve_source(source)
     service = load_service(src)
     entry = _entry_file(service)
@@ -259,7 +262,9 @@ def build_bento(
             dest = tmp / "src" / (target_entry if path == entry else rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)
+        report(f"copying {len(service.runners)} model(s) with checksums verified")
         models, runners, frameworks = _copy_models(service, server_config, tmp / "models")
+        report("pinning Python requirements (and building the nbento wheel)")
         reqs = resolve_requirements(
             [p for p in files if p.suffix == ".py"],
             local_modules={Path(rel).parts[0].removesuffix(".py") for rel in files.values()},
@@ -273,6 +278,7 @@ def build_bento(
         docker = DockerOptions(base_image=image, system_packages=sys_packages, entry=entry_point)
         (tmp / "env" / "docker").mkdir(parents=True)
         (tmp / "env" / "docker" / "Dockerfile").write_text(render_dockerfile(docker))
+        report("writing Dockerfile, OpenAPI document and bento.yaml")
         apis = _describe_apis(service)
         (tmp / "apis").mkdir()
         openapi = _openapi_document(service, apis)

@@ -431,10 +431,34 @@ def dump_documents(docs: list[Doc]) -> str:
     return "---\n".join(yaml.safe_dump(doc, sort_keys=False) for doc in docs)
 
 
-def write_manifests(bento: Bento, options: K8sOptions) -> list[Path]:
+def write_manifests(
+    bento: Bento | str | Path,
+    options: K8sOptions | str | Path | None = None,
+    **overrides: Any,
+) -> list[Path]:
     """Write the manifests into `options.out` (default `./k8s-BENTO_NAME`); returns the files.
-    Existing files of the same names are replaced; other files are left alone."""
-    out = options.out or Path(f"k8s-{dns_name(bento.name)}")
+
+    `bento` may be a Bento, its tag or its folder; `options` may be a folder (the output),
+    and keyword arguments override `K8sOptions` fields, so the panel can call
+    `write_manifests(bento, out_dir, split_runners=True)`. Files of the same names are
+    replaced; other files in the folder are left alone."""
+    from dataclasses import fields, replace
+
+    from .bento import get_bento
+
+    if not isinstance(bento, Bento):
+        bento = get_bento(bento)
+    if options is None:
+        options = K8sOptions()
+    elif not isinstance(options, K8sOptions):
+        options = K8sOptions(out=Path(options))
+    known = {f.name for f in fields(K8sOptions)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise BuildError(f"unknown Kubernetes export options {unknown}; known: {sorted(known)}")
+    if overrides:
+        options = replace(options, **{k: v for k, v in overrides.items() if v is not None})
+    out = Path(options.out) if options.out else Path(f"k8s-{dns_name(bento.name)}")
     files = render_manifests(bento, options)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -10,10 +10,12 @@ the source tree when the installed copy is not a released version (an editable i
 from __future__ import annotations
 
 import ast
+import email.parser
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -209,6 +211,24 @@ def build_nbento_wheel(dest: Path) -> Path:
     return dest / proc.stdout.strip().splitlines()[-1]
 
 
+def wheel_requirements(wheel: Path) -> list[str]:
+    """The unconditional `Requires-Dist` lines of a wheel (no extras)."""
+    with zipfile.ZipFile(wheel) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        meta = email.parser.Parser().parsestr(zf.read(name).decode())
+    env: dict[str, str] = dict(default_environment())  # type: ignore[arg-type]
+    found = []
+    for text in meta.get_all("Requires-Dist") or []:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate({**env, "extra": ""}):
+            found.append(str(req).split(";")[0].strip())
+    return found
+
+
+def _wheel_version(wheel: Path) -> str:
+    return wheel.name.split("-")[1]
+
+
 def resolve_requirements(
     sources: Iterable[Path],
     local_modules: set[str],
@@ -237,11 +257,19 @@ def resolve_requirements(
             raise BuildError(f"invalid package requirement {text!r}: {exc}") from exc
         direct.setdefault(canonicalize_name(req.name), "asked for with --package")
         roots.append(text)
-    roots.append(NBENTO_DIST)
     direct[NBENTO_DIST] = "serving runtime"
-    result = Requirements(direct=direct, pinned=pin_closure(roots))
-    if not nbento_is_released():
-        result.wheels.append(build_nbento_wheel(wheel_dir))
+    wheels: list[Path] = []
+    if nbento_is_released():
+        roots.append(NBENTO_DIST)
+    else:
+        # The wheel's own metadata, not the (possibly stale) editable install's: a
+        # dependency added to pyproject.toml since `pip install -e` still gets pinned.
+        wheel = build_nbento_wheel(wheel_dir)
+        wheels.append(wheel)
+        roots.extend(wheel_requirements(wheel))
+    result = Requirements(direct=direct, pinned=pin_closure(roots), wheels=wheels)
+    if wheels:
+        result.pinned[NBENTO_DIST] = _wheel_version(wheels[0])
     for version in result.pinned.values():
         _, _, label = version.partition("+")
         index = _LOCAL_LABEL_INDEXES.get(label)
