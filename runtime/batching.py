@@ -157,6 +157,7 @@ class AdaptiveBatcher:
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._arrived = 0  # submissions so far; tells a fruitful wait from a stalled one
         # Plain counters for status pages and tests (the Prometheus metrics are process-wide).
         self.batches = 0
         self.rows_done = 0
@@ -212,6 +213,7 @@ class AdaptiveBatcher:
         self.queued_rows += n
         self._m_depth.set(self.queued_rows)
         self.arrivals.add(n, now)
+        self._arrived += 1
         self._ensure_dispatcher()
         assert self._wakeup is not None
         self._wakeup.set()
@@ -301,10 +303,16 @@ class AdaptiveBatcher:
                 continue
             delay = self._delay(time.monotonic())
             if delay > 0:
+                arrived = self._arrived
                 wakeup.clear()
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(wakeup.wait(), delay)
-                continue
+                    continue  # rows arrived or a batch finished: decide again
+                except TimeoutError:
+                    # Waited the time the rate promised and nobody came: the callers are
+                    # probably all waiting on us (a closed loop), so stop waiting.
+                    if self._arrived != arrived or self.inflight >= self.concurrency:
+                        continue
             self._launch(self._take())
 
     def _delay(self, now: float) -> float:
