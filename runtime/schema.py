@@ -4,7 +4,7 @@ and how the answer is encoded. The exact mapping is documented in `docs/apis.md`
     from runtime.schema import NDArray
 
     @api
-    def predict(x: NDArray["float32", (-1, 4)]) -> list[int]: ...
+    def predict(x: NDArray[np.float32, (-1, 4)]) -> list[int]: ...
 
 Everything here is built once per API when a service loads (pydantic `TypeAdapter`s, the
 request model of multi-parameter functions), so a request pays only for validation.
@@ -34,7 +34,7 @@ class ndarray:
     `dtype` None accepts any dtype; `shape` uses -1 for "any length" on that axis. A JSON list
     is converted to `dtype`; an npy body must already have a dtype that casts safely."""
 
-    def __init__(self, dtype: str | None = None, shape: tuple[int, ...] | None = None) -> None:
+    def __init__(self, dtype: Any = None, shape: tuple[int, ...] | None = None) -> None:
         self.dtype = np.dtype(dtype) if dtype is not None else None
         self.shape = tuple(shape) if shape is not None else None
 
@@ -88,8 +88,8 @@ class ndarray:
 
 
 class NDArray:
-    """Shorthand: `NDArray["float32", (-1, 4)]` is `Annotated[np.ndarray, ndarray(...)]`;
-    `NDArray["float32"]` fixes only the dtype."""
+    """Shorthand: `NDArray[np.float32, (-1, 4)]` is `Annotated[np.ndarray, ndarray(...)]`;
+    `NDArray[np.float32]` fixes only the dtype (a dtype name string works too)."""
 
     def __class_getitem__(cls, params: Any) -> Any:
         if not isinstance(params, tuple):

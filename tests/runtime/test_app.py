@@ -26,6 +26,7 @@ from tests.runtime.serving_support import (
 SERVICE = """
 from __future__ import annotations
 
+import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
@@ -57,7 +58,7 @@ def total(order: Order) -> dict:
 
 
 @api
-def arr(x: NDArray["float32", (-1, 2)]) -> dict:
+def arr(x: NDArray[np.float32, (-1, 2)]) -> dict:
     return {"sum": float(x.sum()), "shape": list(x.shape), "dtype": str(x.dtype)}
 
 

@@ -62,7 +62,7 @@ def test_pydantic_model_parameter() -> None:
 
 
 def test_multiple_parameters_take_an_object() -> None:
-    def multi(a: int, tags: list[str], x: NDArray["float32", (-1,)], scale: float = 1.5) -> dict: ...
+    def multi(a: int, tags: list[str], x: NDArray[np.float32, (-1,)], scale: float = 1.5) -> dict: ...
 
     s = schema_of(multi)
     kwargs = decode(s, '{"a": 1, "tags": ["t"], "x": [1, 2]}')

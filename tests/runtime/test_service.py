@@ -148,5 +148,5 @@ def test_only_runner_names_known_runners(tmp_path: Path) -> None:
     write_service(tmp_path / "svc", BASIC)
     service = load_service(tmp_path / "svc")
     assert set(service.only_runner("embed").runners) == {"embed"}
-    with pytest.raises(ServiceLoadError, match="no runner 'nope'.*embed, support_classifier"):
+    with pytest.raises(ServiceLoadError, match=r"no runner 'nope'.*embed, support_classifier"):
         service.only_runner("nope")
