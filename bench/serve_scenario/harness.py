@@ -74,7 +74,7 @@ class Server:
             )
 
     def wait_ready(self, probe: dict[str, Any], timeout: float = READY_TIMEOUT_S) -> float:
-        """Wait until `POST /classify` with `probe` answers 200; seconds taken. A server that
+        """Wait until `GET /readyz` and then `POST /classify` with `probe` answer 200; seconds taken. A server that
         exits or never answers is a BenchError carrying the end of its log."""
         start = time.monotonic()
         last = ""
@@ -82,9 +82,12 @@ class Server:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise BenchError(f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}")
-            status, text = http("POST", f"{self.base}/classify", probe, timeout=30)
+            # /readyz first (all three servers have it), so no request hits a loading server.
+            status, text = http("GET", f"{self.base}/readyz", timeout=10)
             if status == 200:
-                return time.monotonic() - start
+                status, text = http("POST", f"{self.base}/classify", probe, timeout=30)
+                if status == 200:
+                    return time.monotonic() - start
             last = f"{status} {text[:200]}"
             time.sleep(1.0)
         raise BenchError(f"{self.name} not ready after {timeout:.0f}s (last: {last}): {self.log_tail()}")
