@@ -2,9 +2,9 @@
 
 The store picks the first registered adapter whose `matches(obj)` is true (custom adapters
 registered with `register_serializer` first, newest first; then NumPy arrays, scikit-learn
-estimators, and cloudpickle for anything else) and records its `name` in `model.yaml`, so
-loading finds the same adapter. A torch or sentence-transformers adapter is one more class
-registered here; the store does not change.
+estimators, sentence-transformers models, and cloudpickle for anything else) and records its
+`name` in `model.yaml`, so loading finds the same adapter. A new format (a torch adapter, say)
+is one more class registered here; the store does not change.
 
     class TorchSerializer:
         name = "torch"; framework = "torch"
@@ -214,7 +214,18 @@ class CloudpickleSerializer:
             return pickle.load(f)
 
 
-_BUILTIN: tuple[Serializer, ...] = (NumpySerializer(), SklearnSerializer(), CloudpickleSerializer())
+def _builtin() -> tuple[Serializer, ...]:
+    from .sentence_transformers_serializer import SentenceTransformerSerializer
+
+    return (
+        NumpySerializer(),
+        SklearnSerializer(),
+        SentenceTransformerSerializer(),
+        CloudpickleSerializer(),
+    )
+
+
+_BUILTIN: tuple[Serializer, ...] = _builtin()
 _custom: list[Serializer] = []
 _lock = threading.Lock()
 
