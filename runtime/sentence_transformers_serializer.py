@@ -27,7 +27,7 @@ class SentenceTransformerSerializer:
 
     def save(self, obj: Any, artifacts: ArtifactWriter) -> dict[str, Any]:
         obj.save(str(artifacts.path))
-        return {"format": "sentence-transformers-folder", "saved_on_device": str(obj.device)}
+        return {"layout": "save_pretrained folder", "saved_on_device": str(obj.device)}
 
     def load(self, artifacts: ArtifactReader, info: ModelInfo, **options: Any) -> Any:
         """Every file is checked before the library parses any of them. `device` defaults to
