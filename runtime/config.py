@@ -39,7 +39,7 @@ class BatchingConfig(_Strict):
 
 
 class RunnerConfig(_Strict):
-    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    batching: BatchingConfig = Field(default_factory=lambda: BatchingConfig.model_validate({}))
     methods: dict[str, BatchingConfig] = Field(default_factory=dict)
     # Non-batchable methods run this many calls at once per worker.
     max_concurrency: int = Field(1, ge=1)
@@ -69,7 +69,7 @@ class ServerConfig(_Strict):
     api_threads: int = Field(64, ge=1)
 
     def runner(self, name: str) -> RunnerConfig:
-        return self.runners.get(name) or RunnerConfig()
+        return self.runners.get(name) or RunnerConfig.model_validate({})
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> ServerConfig:
