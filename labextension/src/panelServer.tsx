@@ -1,0 +1,259 @@
+/**
+ * Server, Try it and Batching sections: they share one development server (the one started
+ * for the active notebook), polled every two seconds while it runs.
+ */
+import React, { useEffect, useState } from 'react';
+import { NotebookPanel } from '@jupyterlab/notebook';
+import { LineChart } from './chart';
+import {
+  deleteAPI,
+  IApiForm,
+  ICallAnswer,
+  IServerInfo,
+  postJSON,
+  requestAPI
+} from './request';
+
+const POLL_MS = 2000;
+const CHART_WINDOW_S = 300;
+
+export function useServer(panel: NotebookPanel): {
+  server: IServerInfo | null;
+  setServer: (s: IServerInfo | null) => void;
+} {
+  const [server, setServer] = useState<IServerInfo | null>(null);
+  useEffect(() => {
+    let stopped = false;
+    let timer: number | undefined;
+    const poll = async (): Promise<void> => {
+      try {
+        const r = await requestAPI<{ servers: IServerInfo[] }>('servers');
+        const mine = r.servers.filter(s => s.notebook === panel.context.path);
+        if (!stopped) {
+          setServer(mine.length ? mine[mine.length - 1] : null);
+        }
+      } catch {
+        // keep the last known state; the next poll retries
+      }
+      if (!stopped) {
+        timer = window.setTimeout(poll, POLL_MS);
+      }
+    };
+    void poll();
+    return () => {
+      stopped = true;
+      window.clearTimeout(timer);
+    };
+  }, [panel]);
+  return { server, setServer };
+}
+
+function when(iso: string | null): string {
+  if (!iso) {
+    return '-';
+  }
+  const d = new Date(iso);
+  return isNaN(d.getTime()) ? iso : d.toLocaleTimeString();
+}
+
+export function ServerSection(props: {
+  panel: NotebookPanel;
+  server: IServerInfo | null;
+  setServer: (s: IServerInfo | null) => void;
+}): JSX.Element {
+  const { panel, server } = props;
+  const [busy, setBusy] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const running = server && server.state !== 'exited';
+  const start = async (): Promise<void> => {
+    setBusy('saving the notebook and starting the server…');
+    setError(null);
+    try {
+      await panel.context.save();
+      props.setServer(await postJSON<IServerInfo>('servers', { notebook: panel.context.path }));
+    } catch (e: any) {
+      setError(String(e.message ?? e));
+    }
+    setBusy(null);
+  };
+  const stop = async (): Promise<void> => {
+    if (!server) {
+      return;
+    }
+    setBusy('stopping…');
+    try {
+      await deleteAPI(`servers/${encodeURIComponent(server.id)}`);
+      props.setServer(null);
+    } catch (e: any) {
+      setError(String(e.message ?? e));
+    }
+    setBusy(null);
+  };
+  return (
+    <div className="nbento-server">
+      <div className="nbento-buttons">
+        <button className="jp-Button jp-mod-styled jp-mod-accept nbento-server-start" disabled={!!busy || !!running} onClick={start}>
+          Start
+        </button>
+        <button className="jp-Button jp-mod-styled nbento-server-stop" disabled={!!busy || !running} onClick={stop}>
+          Stop
+        </button>
+      </div>
+      {busy && <div className="nbento-muted">{busy}</div>}
+      {error && <div className="nbento-error">{error}</div>}
+      {!server && !busy && <div className="nbento-muted">No server for this notebook. Start serves its captured cells with hot reload.</div>}
+      {server && (
+        <div className="nbento-server-info">
+          <div>
+            <span className={`nbento-state nbento-state-${server.state}`}>{server.state}</span>{' '}
+            <a className="nbento-server-url" href={server.url} target="_blank" rel="noreferrer">
+              {server.url}
+            </a>{' '}
+            · <a href={server.docs_url} target="_blank" rel="noreferrer">/docs</a>
+          </div>
+          <div className="nbento-muted">
+            PID {server.pid} · service {server.service ?? '?'} · generation {server.generation ?? '-'}
+          </div>
+          <div className="nbento-muted nbento-last-reload">
+            last reload {when(server.loaded_at)}
+            {server.last_reload_ms !== null ? ` (${Math.round(server.last_reload_ms)} ms)` : ''}
+          </div>
+          {server.reload_error && <div className="nbento-error nbento-reload-error">{server.reload_error}</div>}
+          {server.metrics && (
+            <div className="nbento-muted">
+              {server.metrics.requests} requests · {server.metrics.errors} errors · p95{' '}
+              {server.metrics.p95_ms ?? '-'} ms
+            </div>
+          )}
+          {server.state === 'exited' && server.log_tail.length > 0 && (
+            <pre className="nbento-source">{server.log_tail.join('\n')}</pre>
+          )}
+        </div>
+      )}
+    </div>
+  );
+}
+
+export function TryItSection(props: { server: IServerInfo | null }): JSX.Element {
+  const { server } = props;
+  const [apis, setApis] = useState<IApiForm[]>([]);
+  const [api, setApi] = useState('');
+  const [body, setBody] = useState('');
+  const [answer, setAnswer] = useState<ICallAnswer | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [sending, setSending] = useState(false);
+  const ready = server && server.state !== 'exited' && server.state !== 'starting';
+  const serverKey = ready ? `${server!.id}:${server!.generation}` : '';
+  useEffect(() => {
+    if (!ready) {
+      setApis([]);
+      return;
+    }
+    requestAPI<{ apis: IApiForm[] }>(`servers/${encodeURIComponent(server!.id)}/apis`)
+      .then(r => {
+        setApis(r.apis);
+        const keep = r.apis.find(a => a.name === api) ?? r.apis[0];
+        if (keep && keep.name !== api) {
+          setApi(keep.name);
+          setBody(JSON.stringify(keep.example, null, 2));
+        }
+        setError(null);
+      })
+      .catch(e => setError(String(e.message ?? e)));
+  }, [serverKey]);
+  const choose = (name: string): void => {
+    setApi(name);
+    const form = apis.find(a => a.name === name);
+    setBody(JSON.stringify(form?.example ?? {}, null, 2));
+    setAnswer(null);
+  };
+  const send = async (): Promise<void> => {
+    setError(null);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body || '{}');
+    } catch (e: any) {
+      setError(`The body is not valid JSON: ${e.message}`);
+      return;
+    }
+    setSending(true);
+    try {
+      setAnswer(
+        await postJSON<ICallAnswer>(
+          `servers/${encodeURIComponent(server!.id)}/call/${encodeURIComponent(api)}`,
+          parsed
+        )
+      );
+    } catch (e: any) {
+      setError(String(e.message ?? e));
+    }
+    setSending(false);
+  };
+  if (!ready) {
+    return <div className="nbento-muted">Start the server to try its APIs.</div>;
+  }
+  return (
+    <div className="nbento-tryit">
+      <select className="jp-mod-styled nbento-tryit-api" value={api} onChange={e => choose(e.target.value)}>
+        {apis.map(a => (
+          <option key={a.name} value={a.name}>
+            {a.name}
+          </option>
+        ))}
+      </select>
+      <textarea
+        className="jp-mod-styled nbento-tryit-body"
+        rows={6}
+        spellCheck={false}
+        value={body}
+        onChange={e => setBody(e.target.value)}
+      />
+      <button className="jp-Button jp-mod-styled jp-mod-accept nbento-tryit-send" disabled={!api || sending} onClick={send}>
+        {sending ? 'Sending…' : 'Send'}
+      </button>
+      {error && <div className="nbento-error">{error}</div>}
+      {answer && (
+        <div className="nbento-tryit-answer">
+          <div className="nbento-muted">
+            <span className={answer.status < 400 ? 'nbento-ok' : 'nbento-error'}>HTTP {answer.status}</span> ·{' '}
+            <span className="nbento-tryit-latency">{answer.latency_ms.toFixed(1)} ms</span>
+          </div>
+          <pre className="nbento-source nbento-tryit-response">{JSON.stringify(answer.body, null, 2)}</pre>
+        </div>
+      )}
+    </div>
+  );
+}
+
+export function BatchingSection(props: { server: IServerInfo | null }): JSX.Element {
+  const history = props.server?.history ?? [];
+  if (!props.server || props.server.state === 'exited') {
+    return <div className="nbento-muted">Charts appear while the server runs.</div>;
+  }
+  return (
+    <div className="nbento-batching">
+      <LineChart
+        className="nbento-chart-latency"
+        title="latency"
+        unit="ms"
+        windowSeconds={CHART_WINDOW_S}
+        series={[
+          { label: 'p50', color: 'var(--jp-brand-color1)', points: history.map(p => ({ t: p.t, v: p.p50_ms })) },
+          { label: 'p95', color: 'var(--jp-warn-color1)', points: history.map(p => ({ t: p.t, v: p.p95_ms })) }
+        ]}
+      />
+      <LineChart
+        className="nbento-chart-batch"
+        title="batch size"
+        unit="rows"
+        windowSeconds={CHART_WINDOW_S}
+        series={[
+          { label: 'mean rows/batch', color: 'var(--jp-success-color1)', points: history.map(p => ({ t: p.t, v: p.mean_batch_size })) }
+        ]}
+      />
+      <div className="nbento-muted">
+        {history.length ? `${history.reduce((n, p) => n + p.requests, 0)} requests in the last ${Math.round(CHART_WINDOW_S / 60)} min` : 'waiting for the first scrape'}
+      </div>
+    </div>
+  );
+}
