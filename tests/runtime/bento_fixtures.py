@@ -30,10 +30,10 @@ def classify(texts: list[str]) -> dict:
     return {"labels": [int(v) for v in np.asarray(classifier.predict(features(texts)))]}
 '''
 
-TOY_HELPERS = '''\
+TOY_HELPERS = """\
 def features(texts):
     return [[float(len(t)), float(t.count("a"))] for t in texts]
-'''
+"""
 
 
 def save_toy_model() -> runtime.Model:
@@ -80,8 +80,9 @@ def save_support_classifier() -> runtime.Model:
         LogisticRegression(max_iter=1000, C=10.0),
     ).fit(texts, [r["label"] for r in rows])
     return runtime.save_model(
-        "support_classifier", clf, signatures={"predict": {"batchable": True},
-                                               "predict_proba": {"batchable": True}}
+        "support_classifier",
+        clf,
+        signatures={"predict": {"batchable": True}, "predict_proba": {"batchable": True}},
     )
 
 

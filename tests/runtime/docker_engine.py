@@ -23,13 +23,38 @@ import time
 from pathlib import Path
 from typing import Any
 
-BASE_DEBS = (
-    "busybox-static python3.11 python3.11-minimal libpython3.11-minimal libpython3.11-stdlib "
-    "python3.11-venv python3-pip-whl python3-setuptools-whl libc6 libexpat1 zlib1g libssl3 "
-    "libffi8 libbz2-1.0 liblzma5 libsqlite3-0 libncursesw6 libtinfo6 libreadline8 libuuid1 "
-    "libcrypt1 libdb5.3 libnsl2 libtirpc3 media-types libgcc-s1 libzstd1 readline-common "
-    "libstdc++6 libgomp1"
-).split()
+BASE_DEBS = [
+    "busybox-static",
+    "python3.11",
+    "python3.11-minimal",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+    "python3.11-venv",
+    "python3-pip-whl",
+    "python3-setuptools-whl",
+    "libc6",
+    "libexpat1",
+    "zlib1g",
+    "libssl3",
+    "libffi8",
+    "libbz2-1.0",
+    "liblzma5",
+    "libsqlite3-0",
+    "libncursesw6",
+    "libtinfo6",
+    "libreadline8",
+    "libuuid1",
+    "libcrypt1",
+    "libdb5.3",
+    "libnsl2",
+    "libtirpc3",
+    "media-types",
+    "libgcc-s1",
+    "libzstd1",
+    "readline-common",
+    "libstdc++6",
+    "libgomp1",
+]
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 BASE_CHANGES = ['CMD ["python3"]', "ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
 
@@ -55,9 +80,9 @@ def _run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 def base_rootfs_tar() -> Path:
     """The cached rootfs tar of the local `python:3.11-slim` (built on first use, ~15 s)."""
     cache = Path(os.environ.get("NBENTO_TEST_CACHE", "/tmp/nbento-test-cache"))
-    key = hashlib.sha256(
-        (" ".join(BASE_DEBS) + "\n").encode() + HOST_CA.read_bytes()
-    ).hexdigest()[:16]
+    key = hashlib.sha256((" ".join(BASE_DEBS) + "\n").encode() + HOST_CA.read_bytes()).hexdigest()[
+        :16
+    ]
     tar = cache / f"python-3.11-slim-{key}.tar"
     if tar.is_file():
         return tar
@@ -137,12 +162,19 @@ class DockerEngine:
         self.proc = subprocess.Popen(
             [
                 "dockerd",
-                "--storage-driver", "overlay2",
-                "--iptables=false", "--ip6tables=false", "--bridge=none",
-                "--data-root", str(self.root / "data"),
-                "--exec-root", str(self.root / "exec"),
-                "--pidfile", str(self.root / "dockerd.pid"),
-                "--host", self.base_url,
+                "--storage-driver",
+                "overlay2",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--data-root",
+                str(self.root / "data"),
+                "--exec-root",
+                str(self.root / "exec"),
+                "--pidfile",
+                str(self.root / "dockerd.pid"),
+                "--host",
+                self.base_url,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

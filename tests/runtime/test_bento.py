@@ -91,9 +91,12 @@ def test_latest_is_resolved_and_never_ships(toy: Path) -> None:
     newest = runtime_get("toy_clf:latest")
     bento = build_bento(toy)
     for rel in ("bento.yaml", "config.yaml", "README.md", "env/docker/Dockerfile"):
-        assert "latest" not in (bento.path / rel).read_text(), rel
+        assert ":latest" not in (bento.path / rel).read_text(), rel
     for model_yaml in (bento.path / "models").rglob("model.yaml"):
-        assert "latest" not in model_yaml.read_text()
+        assert ":latest" not in model_yaml.read_text()
+    info = yaml.safe_load((bento.path / BENTO_FILE).read_text())
+    tags = [info["runners"][0]["model_tag"], *(m["tag"] for m in info["models"])]
+    assert tags == [str(newest.tag)] * 2
     # Exactly the pinned version is in the Bento's store, so `latest` in the code can only
     # mean that version when the Bento is NBENTO_HOME.
     store = ModelStore(bento.path / "models")
@@ -146,7 +149,10 @@ def test_dockerfile_orders_layers_and_passes_hadolint(toy: Path) -> None:
     assert 'ENTRYPOINT ["nbento", "serve", "/home/bento/src", "--host", "0.0.0.0"' in dockerfile
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "hadolint"), "--format", "json", "-"],
-        input=dockerfile, capture_output=True, text=True, timeout=60,
+        input=dockerfile,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stdout
     assert json.loads(proc.stdout or "[]") == []
@@ -185,7 +191,11 @@ def test_secrets_in_code_fail_with_file_and_line(toy: Path, line: str, kind: str
 def test_reading_secrets_from_the_environment_is_fine(toy: Path) -> None:
     code = (toy / "service.py").read_text()
     (toy / "service.py").write_text(
-        code.replace("SERVICE_NAME", 'import os\nPASSWORD = os.environ.get("DB_PASSWORD", "")\nSERVICE_NAME', 1)
+        code.replace(
+            "SERVICE_NAME",
+            'import os\nPASSWORD = os.environ.get("DB_PASSWORD", "")\nSERVICE_NAME',
+            1,
+        )
     )
     build_bento(toy)
 
@@ -212,8 +222,12 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
 def test_service_named_after_its_folder_keeps_its_name(tmp_path: Path) -> None:
     save_toy_model()
     svc = write_toy_service(
-        tmp_path / "ticket_router", (Path(__file__).parent / "bento_fixtures.py").read_text()
-        .split("TOY_SERVICE = '''\\\n", 1)[1].split("'''", 1)[0].replace('SERVICE_NAME = "toy"\n', "")
+        tmp_path / "ticket_router",
+        (Path(__file__).parent / "bento_fixtures.py")
+        .read_text()
+        .split("TOY_SERVICE = '''\\\n", 1)[1]
+        .split("'''", 1)[0]
+        .replace('SERVICE_NAME = "toy"\n', ""),
     )
     bento = build_bento(svc)
     assert bento.info.service == bento.name == "ticket_router"
@@ -267,7 +281,7 @@ def test_build_from_the_support_tickets_notebook(tmp_path: Path) -> None:
     assert {m for m, s in runner.methods.items() if s.batchable} == {"predict", "predict_proba"}
     src = {f for f in _files(bento.path) if f.startswith("src/")}
     assert src == {"src/service.py", "src/service.yaml"}
-    assert "latest" not in (bento.path / BENTO_FILE).read_text()
+    assert ":latest" not in (bento.path / BENTO_FILE).read_text()
     reqs = (bento.path / "env/python/requirements.txt").read_text()
     assert f"scikit-learn=={metadata.version('scikit-learn')}" in reqs
     assert f"numpy=={metadata.version('numpy')}" in reqs
