@@ -58,10 +58,18 @@ class Endpoint:
 
 
 def api_batching(spec: ApiSpec, config: ServerConfig) -> BatchingConfig:
-    """Settings for a batchable API: defaults < config file `apis:` < `@api(...)` arguments."""
-    base = config.apis.get(spec.name) or BatchingConfig.model_validate({})
-    code = {"max_batch_size": spec.max_batch_size, "max_latency_ms": spec.max_latency_ms}
-    return base.model_copy(update={k: v for k, v in code.items() if v is not None})
+    """Settings for a batchable API: defaults < `@api(...)` arguments < the keys a config file
+    (or `--set apis.NAME.KEY=...`) sets under `apis: {NAME: ...}` (as for runners, so operators
+    can retune without editing code)."""
+    merged: dict[str, Any] = {
+        k: v
+        for k, v in {"max_batch_size": spec.max_batch_size, "max_latency_ms": spec.max_latency_ms}.items()
+        if v is not None
+    }
+    configured = config.apis.get(spec.name)
+    if configured is not None:
+        merged.update(configured.model_dump(include=configured.model_fields_set))
+    return BatchingConfig.model_validate(merged)
 
 
 def _utc_now() -> str:
