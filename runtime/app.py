@@ -29,6 +29,7 @@ from .config import ServerConfig
 from .host import Endpoint, ServiceHost
 from .metrics import IN_PROGRESS, REQUEST_LATENCY, REQUESTS
 from .openapi import build_openapi
+from .runners import RunnerNotAvailable
 from .schema import RequestError
 
 Scope = MutableMapping[str, Any]
@@ -188,6 +189,11 @@ class ApiGateway:
             await _send_json(
                 send, 503, {"error": "overloaded", "detail": str(exc)},
                 [(b"retry-after", str(retry).encode())],
+            )
+            return
+        except RunnerNotAvailable as exc:  # still loading, or its load failed (see /readyz)
+            await _send_json(
+                send, 503, {"error": "not_ready", "detail": str(exc)}, [(b"retry-after", b"1")]
             )
             return
         except RequestTooLarge as exc:
