@@ -20,7 +20,8 @@ import secrets
 import shutil
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -238,39 +239,42 @@ class ModelStore:
             "signatures": _normalize_signatures(obj, signatures),
             "labels": _check_labels(labels),
             "metadata": _check_metadata(metadata),
-            "provenance": Provenance.model_validate(dict(provenance or {})),
+            "provenance": _check_provenance(provenance),
         }
         version = new_version()
         created = datetime.now(timezone.utc)
         name_dir = self.root / name
-        tmp = self._make_temp(name_dir, f"{version}-{secrets.token_hex(4)}")
-        try:
-            artifacts = ArtifactWriter(tmp, fsync=self.fsync)
-            options = chosen.save(obj, artifacts) or {}
-            files = artifacts.finish()
-            if MODEL_FILE in files:
-                raise SerializationError(
-                    f"serializer {chosen.name!r} wrote {MODEL_FILE}, a name the store reserves"
+        with _io_errors(f"save model {name!r} in {self.root}"):
+            tmp = self._make_temp(name_dir, f"{version}-{secrets.token_hex(4)}")
+            try:
+                artifacts = ArtifactWriter(tmp, fsync=self.fsync)
+                options = chosen.save(obj, artifacts) or {}
+                files = artifacts.finish()
+                if MODEL_FILE in files:
+                    raise SerializationError(
+                        f"serializer {chosen.name!r} wrote {MODEL_FILE}, a name the store reserves"
+                    )
+                info = ModelInfo(
+                    name=name,
+                    version=version,
+                    module=serializer_module(chosen),
+                    serializer=chosen.name,
+                    framework=Framework(
+                        name=chosen.framework, version=_dist_version(chosen.framework)
+                    ),
+                    python_version=platform.python_version(),
+                    nbento_version=_dist_version("nbento"),
+                    options=_jsonable(options, "serializer options"),
+                    creation_time=created,
+                    size_bytes=sum((tmp / rel).stat().st_size for rel in files),
+                    files=files,
+                    **info_fields,
                 )
-            info = ModelInfo(
-                name=name,
-                version=version,
-                module=serializer_module(chosen),
-                serializer=chosen.name,
-                framework=Framework(name=chosen.framework, version=_dist_version(chosen.framework)),
-                python_version=platform.python_version(),
-                nbento_version=_dist_version("nbento"),
-                options=_jsonable(options, "serializer options"),
-                creation_time=created,
-                size_bytes=sum((tmp / rel).stat().st_size for rel in files),
-                files=files,
-                **info_fields,
-            )
-            self._publish(tmp, name_dir / version, info)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        self.remove_stale_temp(name)
+                self._publish(tmp, name_dir / version, info)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            self.remove_stale_temp(name)
         return Model(self, info, name_dir / version)
 
     def remove_stale_temp(
@@ -330,7 +334,8 @@ class ModelStore:
         The folder is renamed away first, so readers never see a half-deleted version."""
         model = self.get(tag)
         trash = model.path.parent / f"{TMP_PREFIX}del-{model.path.name}-{secrets.token_hex(4)}"
-        os.rename(model.path, trash)
+        with _io_errors(f"delete {model.tag} from {self.root}"):
+            os.rename(model.path, trash)
         shutil.rmtree(trash, ignore_errors=True)
         try:
             model.path.parent.rmdir()  # only succeeds when no version and no save in flight
@@ -341,15 +346,31 @@ class ModelStore:
     def export_model(self, tag: str | Tag, path: str | os.PathLike[str]) -> Path:
         from .transfer import export_tar
 
-        return export_tar(self.get(tag), Path(path))
+        model = self.get(tag)
+        with _io_errors(f"export {model.tag} to {path}"):
+            return export_tar(model, Path(path))
 
     def import_model(self, path: str | os.PathLike[str]) -> Model:
         from .transfer import import_tar
 
-        return import_tar(self, Path(path))
+        with _io_errors(f"import {path} into {self.root}"):
+            return import_tar(self, Path(path))
 
 
 # -------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _io_errors(action: str) -> Iterator[None]:
+    """Turn a file-system failure (read-only store, disk full, no permission) into one
+    readable NbentoError line instead of a traceback."""
+    try:
+        yield
+    except NbentoError:
+        raise
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise NbentoError(f"cannot {action}: {exc.strerror or exc}{where}") from exc
 
 
 def _choose_serializer(obj: Any, serializer: Serializer | str | None) -> Serializer:
@@ -410,6 +431,16 @@ def _check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
     if bad:
         raise NbentoError(f"labels must map strings to strings; got {bad!r}")
     return result
+
+
+def _check_provenance(provenance: Mapping[str, Any] | None) -> Provenance:
+    try:
+        return Provenance.model_validate(dict(provenance or {}))
+    except ValidationError as exc:
+        raise NbentoError(
+            f"provenance must look like {{'notebook': 'path.ipynb', 'cell_id': 'abc'}}, "
+            f"got {provenance!r}"
+        ) from exc
 
 
 def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -411,3 +411,11 @@ def test_saves_remove_temp_folders_left_by_old_crashes(nbento_home: Path) -> Non
     store.save_model("crashy", Doubler())
 
     assert not old.exists() and recent.exists()
+
+
+def test_an_unwritable_store_is_a_clear_error(nbento_home: Path) -> None:
+    (nbento_home / "models").write_text("not a folder")
+    with pytest.raises(NbentoError, match="cannot save model 'blocked'"):
+        store.save_model("blocked", Doubler())
+    with pytest.raises(NbentoError, match="provenance must look like"):
+        store.save_model("blocked", Doubler(), provenance={"cell_id": ["not", "text"]})
