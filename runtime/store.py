@@ -302,7 +302,10 @@ class ModelStore:
     def _make_temp(self, name_dir: Path, suffix: str) -> Path:
         # A concurrent delete may remove an empty NAME folder between mkdir calls; retry.
         for _ in range(5):
-            name_dir.mkdir(parents=True, exist_ok=True)
+            if not name_dir.is_dir():
+                name_dir.mkdir(parents=True, exist_ok=True)
+                if self.fsync:
+                    fsync_dir(name_dir.parent)  # the new NAME entry survives a crash too
             tmp = name_dir / f"{TMP_PREFIX}{suffix}"
             try:
                 tmp.mkdir()
