@@ -152,7 +152,7 @@ class ModelStore:
         parsed = Tag.parse(tag)
         versions = self._versions(parsed.name)
         if not versions:
-            names = self._names()
+            names = [n for n in self._names() if self._versions(n)]
             where = f"in store {self.root}"
             if not names:
                 raise ModelNotFound(f"no model {parsed.name!r} {where} (the store is empty)")
