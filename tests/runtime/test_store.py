@@ -419,3 +419,30 @@ def test_an_unwritable_store_is_a_clear_error(nbento_home: Path) -> None:
         store.save_model("blocked", Doubler())
     with pytest.raises(NbentoError, match="provenance must look like"):
         store.save_model("blocked", Doubler(), provenance={"cell_id": ["not", "text"]})
+
+
+def test_array_save_killed_while_writing_shows_nothing_or_a_whole_version(
+    nbento_home: Path,
+) -> None:
+    code = (
+        "import numpy as np; from runtime import save_model; "
+        "save_model('big', np.full(50_000_000, 7, dtype=np.float32))"  # 200 MB
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=_subprocess_env(nbento_home))
+    name_dir = nbento_home / "models" / "big"
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if name_dir.is_dir() and any(p.name.startswith(".tmp-") for p in name_dir.iterdir()):
+                break
+            time.sleep(0.001)
+        os.kill(proc.pid, signal.SIGKILL)  # most likely mid-write; at worst just after
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    for model in store.list_models("big"):  # whatever is visible is whole and verifies
+        assert model.load(mmap_mode="r").shape == (50_000_000,)
+    store.save_model("big", np.arange(3))
+    np.testing.assert_array_equal(store.load("big"), np.arange(3))
