@@ -69,10 +69,12 @@ class SecretFinding:
     path: str  # as the user knows it (relative to the source folder)
     line: int | None
     kind: str
+    origin: str | None = None  # e.g. "notebook cell 1a2b" for generated code
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {self.kind}"
+        origin = f" (from {self.origin})" if self.origin else ""
+        return f"{where}: {self.kind}{origin}"
 
 
 def is_secret_file(name: str) -> bool:
@@ -83,13 +85,24 @@ def is_secret_file(name: str) -> bool:
     return any(fnmatch.fnmatchcase(base, pattern) for pattern in SECRET_FILE_PATTERNS)
 
 
+# The generated service module marks where each captured cell starts.
+_CELL_MARKER = re.compile(r"^# ---- .*\(cell (\S+)\) ----$")
+
+
 def scan_text(text: str, shown_path: str) -> list[SecretFinding]:
-    """Token-looking literals in `text`, one finding per line and kind."""
+    """Token-looking literals in `text`, one finding per line; in a module generated from a
+    notebook, each finding also names the captured cell it came from."""
     findings: list[SecretFinding] = []
+    cell: str | None = None
     for lineno, line in enumerate(text.splitlines(), start=1):
+        marker = _CELL_MARKER.match(line)
+        if marker:
+            cell = marker.group(1)
+            continue
         for kind, pattern in TOKEN_PATTERNS:
             if pattern.search(line):
-                findings.append(SecretFinding(shown_path, lineno, kind))
+                origin = f"notebook cell {cell}" if cell else None
+                findings.append(SecretFinding(shown_path, lineno, kind, origin))
                 break
     return findings
 

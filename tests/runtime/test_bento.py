@@ -139,10 +139,13 @@ def test_requirements_are_pinned_to_this_environment(toy: Path) -> None:
 
 
 def test_dockerfile_orders_layers_and_passes_hadolint(toy: Path) -> None:
-    bento = build_bento(toy, base_image="localhost/base:1", python_version="3.11")
+    bento = build_bento(
+        toy, base_image="localhost/base:1", python_version="3.11", system_packages=["libgomp1"]
+    )
     dockerfile = (bento.path / "env/docker/Dockerfile").read_text()
     assert "ARG BASE_IMAGE=localhost/base:1" in dockerfile
-    order = [dockerfile.index(s) for s in ("requirements.txt", "COPY models/", "COPY src/")]
+    steps = ("apt-get install", "requirements.txt", "COPY models/", "COPY src/")
+    order = [dockerfile.index(s) for s in steps]
     assert order == sorted(order)
     assert "USER 1000:1000" in dockerfile and "EXPOSE 3000" in dockerfile
     assert "/readyz" in dockerfile.split("HEALTHCHECK", 1)[1]
@@ -303,4 +306,10 @@ def test_secret_in_a_captured_cell_fails_the_build(tmp_path: Path) -> None:
     with pytest.raises(BuildError) as err:
         build_bento(notebook)
     message = str(err.value)
-    assert re.search(r"service\.py:\d+: Hugging Face token", message), message
+    found = re.search(
+        r"service\.py:(\d+): Hugging Face token \(from notebook cell (\S+)\)", message
+    )
+    assert found, message
+    generated = (notebook.parent / ".nbento" / "support_tickets" / "service.py").read_text()
+    assert "hf_abcdefghij" in generated.splitlines()[int(found.group(1)) - 1]
+    assert found.group(2) == cell.get("id")
