@@ -15,8 +15,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-# Endpoints that are not API traffic (probes, scrapes, docs) stay out of the latency chart.
-_INFRA_PREFIXES = ("/metrics", "/livez", "/readyz", "/docs", "/openapi", "/_nbento", "/_runner")
+# Endpoint labels that are not API traffic (probes, scrapes, docs, unknown paths: see
+# runtime/app.py) stay out of the latency chart and the request counts.
+_INFRA_ENDPOINTS = frozenset({"livez", "readyz", "metrics", "status", "docs", "openapi", "other"})
 HISTORY_SECONDS = 300.0
 
 
@@ -38,7 +39,7 @@ class Snapshot:
 
 def _is_api_endpoint(labels: dict[str, str]) -> bool:
     endpoint = labels.get("endpoint", "")
-    return not endpoint.startswith(_INFRA_PREFIXES)
+    return endpoint not in _INFRA_ENDPOINTS and not endpoint.startswith("/")
 
 
 def parse_metrics(text: str, at: float | None = None) -> Snapshot:

@@ -66,7 +66,7 @@ export function ModelsSection(props: {
             <div className="nbento-muted">
               saved by{' '}
               <a href="#" onClick={e => { e.preventDefault(); props.onJumpToCell(m.provenance.cell_id as string); }}>
-                cell {m.provenance.cell_id.slice(0, 8)}
+                cell {m.provenance.cell_id}
               </a>
               {m.provenance.notebook ? ` of ${m.provenance.notebook.split('/').pop()}` : ''}
             </div>

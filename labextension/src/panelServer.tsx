@@ -15,6 +15,13 @@ import {
 } from './request';
 
 const POLL_MS = 2000;
+
+interface IReloadOutcome {
+  changed: boolean;
+  ok: boolean;
+  elapsed_ms: number;
+  error: string | null;
+}
 const CHART_WINDOW_S = 300;
 
 export function useServer(panel: NotebookPanel): {
@@ -64,7 +71,35 @@ export function ServerSection(props: {
   const { panel, server } = props;
   const [busy, setBusy] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [reload, setReload] = useState<string | null>(null);
   const running = server && server.state !== 'exited';
+  const serverId = running ? server!.id : null;
+  useEffect(() => {
+    // each save re-captures the notebook into the served folder; the server hot-reloads
+    if (!serverId) {
+      return;
+    }
+    const onSave = (_: unknown, state: string): void => {
+      if (state !== 'completed') {
+        return;
+      }
+      postJSON<IReloadOutcome>(`servers/${encodeURIComponent(serverId)}/reload`, {})
+        .then(o =>
+          setReload(
+            !o.changed
+              ? 'saved: the service code did not change'
+              : o.ok
+                ? `saved: reloaded in ${Math.round(o.elapsed_ms)} ms`
+                : o.error ?? 'the reload did not finish in time'
+          )
+        )
+        .catch(e => setReload(String(e.message ?? e)));
+    };
+    panel.context.saveState.connect(onSave);
+    return () => {
+      panel.context.saveState.disconnect(onSave);
+    };
+  }, [serverId, panel]);
   const start = async (): Promise<void> => {
     setBusy('saving the notebook and starting the server…');
     setError(null);
@@ -100,6 +135,7 @@ export function ServerSection(props: {
         </button>
       </div>
       {busy && <div className="nbento-muted">{busy}</div>}
+      {reload && running && <div className="nbento-muted nbento-reload-outcome">{reload}</div>}
       {error && <div className="nbento-error">{error}</div>}
       {!server && !busy && <div className="nbento-muted">No server for this notebook. Start serves its captured cells with hot reload.</div>}
       {server && (

@@ -1,0 +1,62 @@
+"""Browser-test fixtures: one JupyterLab (token auth on) and one headless Debian Chromium per
+session, the support-tickets example copied into the server root, its model saved in the
+server's NBENTO_HOME. Screenshots go to tests/artifacts/browser/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.jupyter_ext.lab_server import (
+    LabServer,
+    copy_example,
+    jupyter_server,
+    save_support_classifier,
+)
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+# Playwright adds --headless and its own --user-data-dir (passing one is rejected).
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (scripts/install installs Debian's)")
+    labext = Path(__file__).resolve().parents[2] / "jupyter_ext" / "labextension" / "package.json"
+    if not labext.exists():
+        pytest.fail("the JupyterLab extension is not built: run scripts/install (or jlpm build in labextension/)")
+    with jupyter_server(tmp_path_factory.mktemp("lab"), lab=True) as server:
+        copy_example(server.root)
+        save_support_classifier(server.home)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
