@@ -30,7 +30,7 @@ from .bento_src import select_files
 from .config import ServerConfig, load_config, nbento_home
 from .dockerfile import DockerOptions, render_dockerfile, serve_command
 from .errors import BuildError, ChecksumMismatch, NbentoError
-from .requirements import resolve_requirements
+from .requirements import pickled_modules, resolve_requirements
 from .service import Service, load_service
 from .sources import SERVICE_MODULE, ServiceSource, resolve_source
 from .tags import Tag, new_version, validate_name
@@ -399,10 +399,14 @@ def _copy_models(
                 model_yaml_sha256=_sha256(target / "model.yaml"),
             )
             frameworks.setdefault(model.info.framework.name, tag)
-            # The artifact format may need its own package (sklearn models saved with skops).
+            # The artifact format may need its own package (sklearn models saved with skops),
+            # and a pickle needs the modules it refers to.
             fmt = model.info.options.get("format")
             if isinstance(fmt, str):
                 frameworks.setdefault(fmt, tag)
+            for rel in model.info.files:
+                for module in sorted(pickled_modules(target / rel)):
+                    frameworks.setdefault(module, tag)
             serializer_root = model.info.module.split(".")[0]
             if serializer_root not in ("runtime", "jupyter_ext"):
                 frameworks.setdefault(serializer_root, tag)

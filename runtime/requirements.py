@@ -13,6 +13,7 @@ import ast
 import email.parser
 import json
 import os
+import pickletools
 import subprocess
 import sys
 import zipfile
@@ -109,6 +110,52 @@ def distributions_for_imports(
         for dist in candidates:
             dists.setdefault(canonicalize_name(dist), f"imported by {where}")
     return dists, unknown
+
+
+_STRING_OPS = {
+    "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING",
+    "STRING",
+}
+_PICKLE_SUFFIXES = {".pkl", ".pickle", ".cloudpickle", ".joblib"}
+
+
+def pickled_modules(path: Path) -> set[str]:
+    """Top-level modules a pickle file refers to (its GLOBAL / STACK_GLOBAL opcodes), read with
+    `pickletools` and never unpickled: a cloudpickled `SentenceTransformer` needs
+    `sentence_transformers` and `torch` in the image although no shipped code imports them."""
+    if path.suffix not in _PICKLE_SUFFIXES:
+        return set()
+    found: set[str] = set()
+    memo: dict[int, object] = {}
+    recent: list[object] = []  # the pushes since the last unrelated opcode
+    last: object = None
+    try:
+        with path.open("rb") as fh:
+            for op, arg, _pos in pickletools.genops(fh):
+                name = op.name
+                if name in ("GLOBAL", "INST") and isinstance(arg, str):
+                    found.add(arg.split(" ", 1)[0].split(".")[0])
+                elif name in _STRING_OPS:
+                    last = arg.decode("latin-1") if isinstance(arg, bytes) else arg
+                    recent.append(last)
+                elif name == "MEMOIZE":
+                    memo[len(memo)] = last
+                elif name in ("PUT", "BINPUT", "LONG_BINPUT") and isinstance(arg, int):
+                    memo[arg] = last
+                elif name in ("GET", "BINGET", "LONG_BINGET") and isinstance(arg, int):
+                    last = memo.get(arg)
+                    recent.append(last)
+                elif name == "STACK_GLOBAL":
+                    if len(recent) >= 2 and isinstance(recent[-2], str):
+                        found.add(recent[-2].split(".")[0])
+                    recent.clear()
+                    last = None
+                elif name not in ("FRAME", "PROTO"):
+                    recent.clear()
+                    last = None
+    except (ValueError, EOFError, UnicodeDecodeError):
+        pass  # joblib appends raw array data after the pickle: what was read is enough
+    return {m for m in found if m and m not in sys.stdlib_module_names and m != "__main__"}
 
 
 def distribution_for_name(name: str) -> str | None:
@@ -246,6 +293,8 @@ def resolve_requirements(
             + "; install them in this environment (or ship them with --include)"
         )
     for framework, model in frameworks.items():
+        if framework in _OWN_PACKAGES:
+            continue
         dist = distribution_for_name(framework)
         if dist is not None:
             direct.setdefault(dist, f"framework of model {model}")

