@@ -92,6 +92,7 @@ class Runner:
         self.backend = LocalRunnerBackend(self)
         self._batchers: dict[str, AdaptiveBatcher] = {}
         self._gates: dict[str, _CallGate] = {}
+        self._settings: dict[str, BatchingConfig] = {}
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -106,10 +107,11 @@ class Runner:
         log.info("runner %s loaded %s in %.2fs", self.name, self.tag, self.load_seconds)
 
     def configure(self, config: RunnerConfig, handle_batching: Mapping[str, Any]) -> None:
-        """New settings after a reload that kept the model: batchers made from now on use them
-        (running batchers keep theirs until the runner is replaced)."""
+        """New batching settings after a reload that kept the model (the code's `batching=`
+        may have changed); running batchers use them from their next decision on."""
         self.config = config
         self.handle_batching = dict(handle_batching)
+        self._settings.clear()
         for batcher in self._batchers.values():
             batcher.config = method_settings(config, self.handle_batching, batcher.method)
 
@@ -136,7 +138,11 @@ class Runner:
         if not self.ready:
             raise QueueFull(f"runner '{self.name}' is still loading {self.tag}", 1.0)
         signature = self._signature(method)
-        settings = method_settings(self.config, self.handle_batching, method)
+        settings = self._settings.get(method)
+        if settings is None:
+            settings = self._settings[method] = method_settings(
+                self.config, self.handle_batching, method
+            )
         if signature.batchable and settings.enabled and args:
             batcher = self._batchers.get(method)
             if batcher is None:
