@@ -92,6 +92,7 @@ class BentoEnvironment(_Doc):
     requirements: str = "env/python/requirements.txt"
     packages: dict[str, str] = Field(default_factory=dict)  # the service's direct needs
     wheels: list[str] = Field(default_factory=list)
+    unresolved_imports: list[str] = Field(default_factory=list)
     built_on: dict[str, str] = Field(default_factory=dict)
 
 
@@ -307,6 +308,7 @@ def build_bento(
                 system_packages=sys_packages,
                 packages={k: reqs.pinned[k] for k in sorted(reqs.direct) if k in reqs.pinned},
                 wheels=[f"env/python/wheels/{w.name}" for w in reqs.wheels],
+                unresolved_imports=reqs.unresolved,
                 built_on={
                     "python": platform.python_version(),
                     "platform": platform.platform(),

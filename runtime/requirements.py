@@ -46,6 +46,7 @@ class Requirements:
     pinned: dict[str, str] = field(default_factory=dict)
     wheels: list[Path] = field(default_factory=list)
     extra_indexes: list[str] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)  # "name (file:line)"
 
     def render(self) -> str:
         lines = [
@@ -53,6 +54,11 @@ class Requirements:
             "# with their whole dependency closure pinned to the building environment.",
             "# Install from this folder: cd env/python && pip install -r requirements.txt",
         ]
+        if self.unresolved:
+            lines.append(
+                "# Imported but not installed where this was built (guarded or lazy imports), "
+                "so not pinned: " + ", ".join(self.unresolved)
+            )
         lines += [f"--extra-index-url {url}" for url in self.extra_indexes]
         lines.append("")
         wheel_dists = {_wheel_dist(w) for w in self.wheels}
@@ -113,7 +119,12 @@ def distributions_for_imports(
 
 
 _STRING_OPS = {
-    "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING",
+    "SHORT_BINUNICODE",
+    "BINUNICODE",
+    "BINUNICODE8",
+    "UNICODE",
+    "SHORT_BINSTRING",
+    "BINSTRING",
     "STRING",
 }
 _PICKLE_SUFFIXES = {".pkl", ".pickle", ".cloudpickle", ".joblib"}
@@ -285,13 +296,9 @@ def resolve_requirements(
 ) -> Requirements:
     """Everything the image installs. `frameworks`: framework name -> which model needs it."""
     imports = imported_top_levels(sources)
+    # The service imported fine here, so an import no installed package provides is guarded
+    # (try/except ImportError) or lazy: recorded, not fatal.
     direct, unknown = distributions_for_imports(imports, local_modules)
-    if unknown:
-        raise BuildError(
-            "the service imports modules that no installed package provides: "
-            + ", ".join(unknown)
-            + "; install them in this environment (or ship them with --include)"
-        )
     for framework, model in frameworks.items():
         if framework in _OWN_PACKAGES:
             continue
@@ -316,7 +323,9 @@ def resolve_requirements(
         wheel = build_nbento_wheel(wheel_dir)
         wheels.append(wheel)
         roots.extend(wheel_requirements(wheel))
-    result = Requirements(direct=direct, pinned=pin_closure(roots), wheels=wheels)
+    result = Requirements(
+        direct=direct, pinned=pin_closure(roots), wheels=wheels, unresolved=unknown
+    )
     if wheels:
         result.pinned[NBENTO_DIST] = _wheel_version(wheels[0])
     for version in result.pinned.values():

@@ -364,3 +364,13 @@ def test_pickled_models_bring_the_packages_they_refer_to(tmp_path: Path) -> None
     reqs = (bento.path / "env/python/requirements.txt").read_text()
     assert f"scikit-learn=={metadata.version('scikit-learn')}" in reqs
     assert "skops" not in reqs
+
+
+def test_guarded_import_of_a_missing_package_is_recorded_not_fatal(toy: Path) -> None:
+    code = (toy / "service.py").read_text()
+    guarded = "try:\n    import nbento_no_such_module\nexcept ImportError:\n    pass\n"
+    (toy / "service.py").write_text(guarded + code)
+    bento = build_bento(toy)
+    assert bento.info.environment.unresolved_imports == ["nbento_no_such_module (service.py:2)"]
+    reqs = (bento.path / "env/python/requirements.txt").read_text()
+    assert "not pinned: nbento_no_such_module (service.py:2)" in reqs
