@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import os
 import re
 import sys
@@ -313,21 +314,31 @@ class NotebookCapture:
 
 
 def read_notebook_cells(path: Path) -> list[tuple[NotebookCell, dict[str, Any]]]:
-    """Code cells of a notebook with their metadata; ids invented (`cell<N>`) where missing."""
-    import nbformat
+    """Code cells of a notebook with their metadata; ids invented (`cell<N>`) where missing.
 
+    nbformat 4 files are read as plain JSON (fast: the kernel re-reads the notebook on every
+    save while hot reloading); older formats go through nbformat's converter."""
     try:
-        nb = nbformat.read(str(path), as_version=4)
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CaptureError(f"no such notebook: {path}") from None
-    except Exception as exc:  # nbformat raises several unrelated types for bad files
+    except (OSError, ValueError) as exc:
         raise CaptureError(f"cannot read notebook {path}: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list) or raw.get("nbformat") != 4:
+        import nbformat
+
+        try:
+            raw = nbformat.read(str(path), as_version=4)
+        except Exception as exc:  # nbformat raises several unrelated types for bad files
+            raise CaptureError(f"cannot read notebook {path}: {exc}") from None
     out: list[tuple[NotebookCell, dict[str, Any]]] = []
-    for index, cell in enumerate(nb.cells):
-        if cell.get("cell_type") != "code":
+    for index, cell in enumerate(raw["cells"]):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
         cell_id = str(cell.get("id") or f"cell{index + 1}")
-        out.append((NotebookCell(index, cell_id, str(cell.get("source", ""))), dict(cell.get("metadata", {}))))
+        out.append((NotebookCell(index, cell_id, source), dict(cell.get("metadata") or {})))
     return out
 
 

@@ -112,9 +112,17 @@ class KernelServer:
                     f"the server exited while starting (code {self.process.returncode}); "
                     f"last lines of {self.log_path}:\n{self.log_tail()}"
                 )
-            with contextlib.suppress(httpx.HTTPError):
-                if self._client.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
+            failure = None
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                response = self._client.get(f"{self.url}/readyz", timeout=1.0)
+                if response.status_code == 200:
                     return
+                failure = response.json().get("error")
+            if failure:  # a model failed to load: the server would never become ready
+                self.stop()
+                raise KernelServerError(
+                    f"the server could not load its models: {failure}\n(full log: {self.log_path})"
+                )
             time.sleep(0.1)
         self.stop()
         raise KernelServerError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shlex
 import sys
 import time
@@ -135,9 +136,13 @@ class NbentoMagics(Magics):
             return None
         if spec.kind == "model" and not self._save_model(cell, value):
             return None
+        ran = time.perf_counter()
         self.state.record(cell)
         self._warn_free_names()
         self._publish(started)
+        if os.environ.get("NBENTO_TIMING") == "1":
+            print(f"[nbento timing] run in kernel {(ran - started) * 1000:.0f} ms, capture + "
+                  f"write + reload {(time.perf_counter() - ran) * 1000:.0f} ms", file=sys.stderr)
         return None
 
     def _run_in_kernel(self, body: str, *, want_value: bool) -> tuple[Any, bool]:
@@ -388,3 +393,10 @@ def _export(magics: NbentoMagics, args: list[str]) -> Any:
     result = k8s.write_manifests(written.folder, *args[1:])
     print(f"wrote {result}")
     return None
+
+
+@command("panel", "show Models, Server, Try it and Export as widgets (no JupyterLab extension needed)")
+def _panel(magics: NbentoMagics, args: list[str]) -> Any:
+    from .panel import show_panel
+
+    return show_panel(magics, args)
