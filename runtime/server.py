@@ -126,7 +126,9 @@ async def _serve_runner(pool: Any, service: Service, name: str, config: ServerCo
     from .runners import runner_app
 
     server = _Server(_uvicorn_config(runner_app(pool, name), config))
-    loading = asyncio.create_task(pool.sync(service))
+    # only=: load this runner here even if a shared NBENTO_RUNNER_MAP names it (it is us)
+    loading = asyncio.create_task(pool.sync(service, only=name))
+    loading.add_done_callback(_log_failure)
     announce = asyncio.create_task(_announce(server, service, with_docs=False, runner=name))
     try:
         await server.serve()
@@ -136,6 +138,11 @@ async def _serve_runner(pool: Any, service: Service, name: str, config: ServerCo
             loading.cancel()
         await pool.aclose(config.graceful_timeout_s)
         log.info("stopped")
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("runner failed to load: %s", task.exception(), exc_info=task.exception())
 
 
 async def _announce(

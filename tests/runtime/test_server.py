@@ -142,7 +142,9 @@ def test_split_layout_gives_the_same_answers(tmp_path: Path) -> None:
 
     with running_server(tmp_path / "svc") as single:
         expected = answers(single.url)
-    with running_server(tmp_path / "svc", "--runner", "scaler") as runner_proc:
+    # a runner map shared by every pod names the runner itself: it must still load it locally
+    shared_env = {"NBENTO_RUNNER_MAP": json.dumps({"scaler": "http://127.0.0.1:9"})}
+    with running_server(tmp_path / "svc", "--runner", "scaler", env=shared_env) as runner_proc:
         assert "nbento: runner 'scaler' of service 'svc' at" in runner_proc.log()
         runner_map = json.dumps({"scaler": runner_proc.url})
         with running_server(tmp_path / "svc", "--runner-map", runner_map) as api_proc:
