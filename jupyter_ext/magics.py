@@ -400,10 +400,3 @@ def _panel(magics: NbentoMagics, args: list[str]) -> Any:
     from .panel import show_panel
 
     return show_panel(magics, args)
-
-
-@command("panel", "show Models, Server, Try it and Export as widgets (no JupyterLab extension needed)")
-def _panel(magics: NbentoMagics, args: list[str]) -> Any:
-    from .panel import show_panel
-
-    return show_panel(magics, args)
