@@ -10,12 +10,16 @@ the source tree when the installed copy is not a released version (an editable i
 from __future__ import annotations
 
 import ast
+import atexit
 import email.parser
+import hashlib
 import json
 import os
 import pickletools
+import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -250,6 +254,37 @@ def build_nbento_wheel(dest: Path) -> Path:
     on a machine without Node. No build isolation: hatchling is already installed."""
     root = nbento_source_tree()
     dest.mkdir(parents=True, exist_ok=True)
+    key = _source_digest(root)
+    cached = _WHEEL_CACHE.get(key)
+    if cached is not None and cached.is_file():
+        return Path(shutil.copy2(cached, dest / cached.name))
+    wheel = _run_wheel_build(root, dest)
+    folder = tempfile.mkdtemp(prefix="nbento-wheel-")
+    atexit.register(shutil.rmtree, folder, True)
+    keep = Path(folder) / wheel.name
+    shutil.copy2(wheel, keep)
+    _WHEEL_CACHE[key] = keep
+    return wheel
+
+
+# Source digest -> a built wheel, so repeated builds in one kernel or test run reuse it.
+_WHEEL_CACHE: dict[str, Path] = {}
+
+
+def _source_digest(root: Path) -> str:
+    """sha256 over what goes into the wheel: pyproject.toml and the two packages' files."""
+    digest = hashlib.sha256()
+    files = [root / "pyproject.toml"]
+    for package in ("runtime", "jupyter_ext"):
+        files += sorted(
+            p for p in (root / package).rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        )
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _run_wheel_build(root: Path, dest: Path) -> Path:
     code = "import sys, hatchling.build as b;print(b.build_wheel(sys.argv[1]))"
     env = {**os.environ, "HATCH_BUILD_NO_HOOKS": "true"}
     try:
