@@ -235,6 +235,10 @@ def _deployment(
                 "metadata": {
                     "labels": _labels(bento, component),
                     "annotations": {
+                        # A changed ConfigMap rolls the pods (they read it at start).
+                        "nbento.dev/config-sha256": hashlib.sha256(
+                            (bento.path / bento.info.config).read_bytes()
+                        ).hexdigest(),
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(PORT),
                         "prometheus.io/path": "/metrics",
