@@ -454,7 +454,10 @@ def _describe_apis(service: Service) -> list[BentoApi]:
 
     described = []
     for name, spec in sorted(service.apis.items()):
-        input_schema, output_schema = api_schemas(spec)
+        try:
+            input_schema, output_schema = api_schemas(spec)
+        except TypeError as exc:  # a signature the server could not serve either
+            raise BuildError(f"API '{name}' cannot be described: {exc}") from exc
         described.append(
             BentoApi(
                 name=name,
