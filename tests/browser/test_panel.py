@@ -135,6 +135,8 @@ def test_start_the_server_from_the_panel(page: Any, artifacts: Path) -> None:
     expect(panel(page).locator(".nbento-server-url")).to_contain_text("http://127.0.0.1:")
     expect(panel(page).locator(".nbento-last-reload")).to_contain_text("last reload")
     expect(panel(page).locator(".nbento-server-stop")).to_be_enabled()
+    panel(page).locator(".nbento-section-models").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "panel-server.png"))
 
 
 def test_try_it_sends_a_request_and_shows_the_answer(page: Any, artifacts: Path) -> None:
@@ -201,14 +203,17 @@ def test_export_builds_the_bento_and_lists_the_manifests(page: Any, lab: LabServ
     page.screenshot(path=str(artifacts / "panel-export.png"))
 
 
-def test_stop_the_server_and_dark_theme(page: Any, artifacts: Path) -> None:
+def test_dark_theme_then_stop_the_server(page: Any, artifacts: Path) -> None:
     from playwright.sync_api import expect
 
-    panel(page).locator(".nbento-server-stop").click()
-    expect(panel(page).locator(".nbento-server")).to_contain_text("No server for this notebook")
     page.keyboard.press("Control+Shift+c")
     page.locator(".lm-CommandPalette-input").fill("Use Theme: JupyterLab Dark")
     page.keyboard.press("Enter")
     expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
-    page.wait_for_timeout(500)
+    panel(page).locator(".nbento-section-server").scroll_into_view_if_needed()
+    page.wait_for_timeout(800)
     page.screenshot(path=str(artifacts / "panel-dark.png"))
+
+    panel(page).locator(".nbento-server-stop").click()
+    expect(panel(page).locator(".nbento-server")).to_contain_text("No server for this notebook")
+    expect(panel(page).locator(".nbento-section-tryit")).to_contain_text("Start the server")
