@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from .host import ServiceHost
+    from .service import Service
 
 _REF = "#/components/schemas/{model}"
 _ERROR = {
@@ -96,16 +97,29 @@ def _response(schema: ApiSchema, components: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_openapi(app: FastAPI, host: ServiceHost) -> dict[str, Any]:
+    """The document `/openapi.json` serves: the live generation's, cached per generation."""
     cached = getattr(app, "_nbento_openapi", None)
     if cached is not None and cached[0] == host.generation:
         return cached[1]
-    service = host.service
+    if host.service is None:
+        return {"openapi": "3.1.0", "info": {"title": "nbento", "version": "0"}, "paths": {}}
+    schemas = [endpoint.schema for endpoint in host.endpoints.values()]
+    doc = service_openapi(host.service, schemas)
+    app._nbento_openapi = (host.generation, doc)  # type: ignore[attr-defined]
+    return doc
+
+
+def service_openapi(service: Service, schemas: list[ApiSchema] | None = None) -> dict[str, Any]:
+    """The OpenAPI document of `service` without a server (for example for a Bento build):
+    the same one a server of this code serves at `/openapi.json`."""
+    if schemas is None:
+        schemas = [ApiSchema(spec) for spec in service.apis.values()]
     components: dict[str, Any] = {"Error": _ERROR}
     paths: dict[str, Any] = {}
-    for endpoint in host.endpoints.values():
-        spec = endpoint.spec
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for schema in schemas:
+        spec = schema.spec
         summary, _, description = spec.doc.partition("\n")
-        error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
         paths[spec.route] = {
             "post": {
                 "operationId": spec.name,
@@ -114,26 +128,25 @@ def build_openapi(app: FastAPI, host: ServiceHost) -> dict[str, Any]:
                     "\n\nBatchable: the body is a batch of rows; rows of concurrent requests "
                     "are grouped into one call." if spec.batchable else ""
                 ),
-                "requestBody": _request_body(endpoint.schema, components),
+                "requestBody": _request_body(schema, components),
                 "responses": {
-                    "200": {"description": "OK", "content": _response(endpoint.schema, components)},
+                    "200": {"description": "OK", "content": _response(schema, components)},
                     "400": {"description": "malformed body", "content": error},
                     "413": {"description": "body over max_body_bytes", "content": error},
+                    "415": {"description": "unsupported Content-Type", "content": error},
                     "422": {"description": "invalid input", "content": error},
                     "500": {"description": "error in the API function (see error_id)"},
-                    "503": {"description": "overloaded; retry after Retry-After seconds"},
+                    "503": {"description": "overloaded or loading; retry after Retry-After seconds"},
                 },
             }
         }
-    doc = {
+    return {
         "openapi": "3.1.0",
         "info": {
-            "title": service.name if service else "nbento",
-            "version": (service.source_sha256[:12] if service else "0"),
+            "title": service.name,
+            "version": service.source_sha256[:12],
             "description": "Served by nbento.",
         },
         "paths": paths,
         "components": {"schemas": components},
     }
-    app._nbento_openapi = (host.generation, doc)  # type: ignore[attr-defined]
-    return doc

@@ -266,7 +266,9 @@ def test_probes_status_and_openapi(server: ServerProcess) -> None:
     assert "text/plain" in doc["paths"]["/shout"]["post"]["requestBody"]["content"]
     assert httpx.get(f"{server.url}/docs").status_code == 200
     # one access line per request, with method, path, status and latency
+    post(server, "total", json={"item": "log-me", "qty": 1})
     assert '"POST /total HTTP/1.1" 200' in server.log()
+    assert '"GET /openapi.json HTTP/1.1" 200' in server.log()
 
 
 FLOOD_CONFIG = """
