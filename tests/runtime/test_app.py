@@ -20,6 +20,7 @@ from tests.runtime.serving_support import (
     ServerProcess,
     metric_value,
     running_server,
+    wait_until,
     write_service,
 )
 
@@ -267,7 +268,8 @@ def test_probes_status_and_openapi(server: ServerProcess) -> None:
     assert httpx.get(f"{server.url}/docs").status_code == 200
     # one access line per request, with method, path, status and latency
     post(server, "total", json={"item": "log-me", "qty": 1})
-    assert '"POST /total HTTP/1.1" 200' in server.log()
+    # (the line is written just after the answer is sent: give it a moment)
+    assert wait_until(lambda: '"POST /total HTTP/1.1" 200' in server.log(), timeout=5)
     assert '"GET /openapi.json HTTP/1.1" 200' in server.log()
 
 
