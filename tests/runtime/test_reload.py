@@ -117,3 +117,53 @@ def test_new_latest_model_version_reloads_that_runner_only(
     assert loads(load_log) == 2
     assert loads(tmp_path / "other-loads.txt") == 1  # the other runner was kept
     assert status(server)["runners"]["other"]["tag"] == first["other"]["tag"]
+
+
+def test_reload_calls_regenerate_first_and_keeps_runners(tmp_path: Path) -> None:
+    """The notebook plugin's `ServiceSource.regenerate` rebuilds service.py before each import
+    (in-process: the host and the real runner pool, no HTTP)."""
+    import asyncio
+
+    from runtime.config import load_config
+    from runtime.handles import set_backend_resolver
+    from runtime.host import ServiceHost
+    from runtime.runners import RunnerPool
+    from runtime.sources import ServiceSource
+
+    load_log = tmp_path / "loads.txt"
+    save_scaler("scaler", load_log=str(load_log))
+    save_scaler("other")
+    origin = tmp_path / "origin.txt"  # stands in for the notebook
+    origin.write_text("1")
+    target = write_service(tmp_path / "svc", SERVICE)
+
+    def regenerate() -> None:
+        target.write_text(SERVICE.replace('"version": 1', f'"version": {origin.read_text()}'))
+
+    source = ServiceSource(path=target, watch=[origin], regenerate=regenerate, origin=origin)
+    config = load_config()
+    pool = RunnerPool(config)
+    previous = set_backend_resolver(pool.resolver)
+
+    async def scenario() -> list[object]:
+        host = ServiceHost(source, config, pool)
+        host.load_initial()
+        await host.start()
+        while not host.ready:
+            await asyncio.sleep(0.01)
+        first = await host.endpoints["/double"].call({"xs": [1.0]})
+        origin.write_text("7")
+        ok = await host.reload()
+        second = await host.endpoints["/double"].call({"xs": [1.0]})
+        status = host.status()
+        await host.aclose(5)
+        return [first, ok, second, status["generation"], status["last_error"]]
+
+    try:
+        first, ok, second, generation, error = asyncio.run(scenario())
+    finally:
+        set_backend_resolver(previous)
+    assert first == {"out": [2.0], "version": 1}
+    assert ok is True and error is None and generation == 2
+    assert second == {"out": [2.0], "version": 7}
+    assert loads(load_log) == 1
