@@ -36,7 +36,11 @@ def _parsers() -> dict[str, _Parser]:
     serve = parsers["serve"] = _Parser(prog="%nbento serve", add_help=False)
     serve.add_argument("--port", type=_port)
     serve.add_argument("--reload", action=argparse.BooleanOptionalAction, default=True)
-    for name in ("stop", "status", "show"):
+    export = parsers["export"] = _Parser(prog="%nbento export", add_help=False)
+    export.add_argument("target", choices=["k8s"])
+    export.add_argument("--out", metavar="DIR")
+    export.add_argument("--split-runners", action="store_true")
+    for name in ("stop", "status", "show", "build"):
         parsers[name] = _Parser(prog=f"%nbento {name}", add_help=False)
     call = parsers["call"] = _Parser(prog="%nbento call", add_help=False)
     call.add_argument("api", metavar="API")

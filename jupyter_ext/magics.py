@@ -55,6 +55,7 @@ class NbentoMagics(Magics):
         self.ip: Any = shell  # Magics.shell is Optional in IPython's types; ours is always set
         self.state = LiveCapture(shell.user_ns)
         self.server: KernelServer | None = None
+        self.last_bento: Any = None  # the Bento of the last %nbento build, for export
         self._nested = False
         shell.events.register("pre_run_cell", self._pre_run_cell)
 
@@ -367,36 +368,33 @@ def _name(magics: NbentoMagics, args: list[str]) -> None:
     print(f"service {magics.state.service_name}: files go to {magics.state.folder}")
 
 
-@command("build", "[ARGS]  build a Bento from the captured service")
+@command("build", "build a Bento from the captured service (then %nbento export k8s)")
 def _build(magics: NbentoMagics, args: list[str]) -> Any:
+    parse_command("build", args)
     try:
-        from runtime import bento
+        from runtime.bento import build_bento
     except ImportError:
-        raise CommandArgsError("building Bentos is not available in this nbento yet "
+        raise CommandArgsError("building Bentos is not available in this nbento "
                                "(runtime.bento is missing)") from None
     written = magics.state.write()
-    result = bento.build_bento(written.folder, *args) if args else bento.build_bento(written.folder)
-    print(f"built {result}")
+    bento = build_bento(written.folder, progress=print)
+    magics.last_bento = bento
+    print(f"built Bento {bento.tag} at {bento.path}")
     return None
 
 
-@command("export", "k8s [ARGS]  write Kubernetes manifests for the service")
+@command("export", "k8s [--out DIR] [--split-runners]  Kubernetes manifests for the last build")
 def _export(magics: NbentoMagics, args: list[str]) -> Any:
-    if not args or args[0] != "k8s":
-        raise CommandArgsError("usage: %nbento export k8s [options]")
+    ns = parse_command("export", args)
     try:
-        from runtime import k8s
+        from runtime.k8s import write_manifests
     except ImportError:
-        raise CommandArgsError("Kubernetes export is not available in this nbento yet "
+        raise CommandArgsError("Kubernetes export is not available in this nbento "
                                "(runtime.k8s is missing)") from None
-    written = magics.state.write()
-    result = k8s.write_manifests(written.folder, *args[1:])
-    print(f"wrote {result}")
+    bento = getattr(magics, "last_bento", None)
+    if bento is None:
+        raise CommandArgsError("build the service first with %nbento build")
+    overrides: dict[str, Any] = {"split_runners": ns.split_runners}
+    files = write_manifests(bento, ns.out, **overrides)
+    print(f"wrote {len(files)} files:\n  " + "\n  ".join(str(f) for f in files))
     return None
-
-
-@command("panel", "show Models, Server, Try it and Export as widgets (no JupyterLab extension needed)")
-def _panel(magics: NbentoMagics, args: list[str]) -> Any:
-    from .panel import show_panel
-
-    return show_panel(magics, args)

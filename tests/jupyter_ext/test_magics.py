@@ -162,3 +162,18 @@ def test_show_prints_the_module(ip: Any, capsys: pytest.CaptureFixture[str]) -> 
     capsys.readouterr()
     shell.run_cell("%nbento show")
     assert "_nbento_api(classify, name='classify')" in capsys.readouterr().out
+
+
+def test_build_and_export_k8s_from_the_notebook(ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shell, _ = ip
+    shell.run_cell("%nbento export k8s")
+    assert "build the service first with %nbento build" in capsys.readouterr().err
+    shell.run_cell("from sklearn.linear_model import LogisticRegression\nm = LogisticRegression().fit([[0.0], [1.0]], [0, 1])")
+    shell.run_cell("%%nbento model tiny --batchable predict\nm", cell_id="m")
+    shell.run_cell("%%nbento preprocess\nfrom runtime import runner\nclf = runner('tiny:latest')", cell_id="p")
+    shell.run_cell("%%nbento api answer\ndef answer(values: list[float]) -> list[int]:\n    return [int(x) for x in clf.predict([[v] for v in values])]", cell_id="a")
+    shell.run_cell("%nbento build")
+    assert "built Bento notebook:" in capsys.readouterr().out
+    shell.run_cell(f"%nbento export k8s --out {tmp_path / 'k8s'}")
+    assert "kustomization.yaml" in capsys.readouterr().out
+    assert (tmp_path / "k8s" / "kustomization.yaml").is_file()
