@@ -19,6 +19,7 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from typing import IO, Any, Protocol
@@ -39,6 +40,9 @@ class RemoteCallError(RuntimeError):
         super().__init__(message)
         self.error_type = error_type
         self.trace = trace
+
+
+_LOAD_LOCK = threading.Lock()
 
 
 class Workers(Protocol):
@@ -83,7 +87,7 @@ class ThreadWorkers:
 
     async def start(self) -> None:
         began = time.perf_counter()
-        self.obj = await asyncio.to_thread(self.model_ref.load)
+        self.obj = await asyncio.to_thread(self._load)
         # torch keeps its thread count per OS thread: set it in each compute thread.
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self._size,
@@ -92,6 +96,12 @@ class ThreadWorkers:
             initargs=(self.threads,),
         )
         self.load_seconds = time.perf_counter() - began
+
+    def _load(self) -> Any:
+        # One load at a time per process: two runners loading at once import torch and
+        # scikit-learn/scipy from two threads, and scipy then sees a half-imported torch.
+        with _LOAD_LOCK:
+            return self.model_ref.load()
 
     async def run(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._pool is None:
