@@ -143,3 +143,53 @@ def test_written_module_unchanged_bytes_are_not_rewritten(tmp_path: Path) -> Non
     assert first.changed and not second.changed
     assert second.module_path.stat().st_mtime_ns == mtime
     assert first.sha256 == second.sha256
+
+
+def test_serve_a_notebook_from_a_terminal_recaptures_on_save(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from jupyter_ext.kernel_server import free_port
+
+    api = "%%nbento api shout\ndef shout(text: str) -> dict:\n    return {'said': text.upper()}\n"
+    nb = write_nb(tmp_path / "shouty.ipynb", [new_code_cell(api)])
+    port = free_port(3950)
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "serve", str(nb), "--reload", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    client = httpx.Client(timeout=5, trust_env=False)
+
+    def ask() -> object:
+        return client.post(f"http://127.0.0.1:{port}/shout", json={"text": "hi"}).json()
+
+    def wait_for(expected: object) -> object:
+        seen: object = None
+        for _ in range(300):
+            try:
+                seen = ask()
+                if seen == expected:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        return seen
+
+    try:
+        assert wait_for({"said": "HI"}) == {"said": "HI"}, (tmp_path / "serve.log").read_text()
+        edited = nbformat.read(str(nb), as_version=4)
+        edited.cells[0].source = api.replace("text.upper()", "text.upper() + '!'")
+        nbformat.write(edited, str(nb))
+        assert wait_for({"said": "HI!"}) == {"said": "HI!"}, (tmp_path / "serve.log").read_text()
+        assert (tmp_path / ".nbento" / "shouty" / "service.py").read_text().count("+ '!'") == 1
+    finally:
+        client.close()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+        log.close()
