@@ -21,6 +21,9 @@ from .lab_server import LabServer, copy_example, jupyter_server, save_support_cl
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     with jupyter_server(tmp_path_factory.mktemp("jupyter")) as server:
         copy_example(server.root)
+        nb = json.loads((server.root / "support_tickets.ipynb").read_text())
+        nb["cells"] = [c for c in nb["cells"] if "%%nbento api" not in "".join(c["source"])]
+        (server.root / "no_api.ipynb").write_text(json.dumps(nb))
         yield server
 
 
@@ -112,6 +115,8 @@ def test_services_reports_cells_by_kind_source_and_warnings(lab: LabServer) -> N
         ("POST", "nbento/servers", b"{not json", "not JSON"),
         ("POST", "nbento/servers", b"[1, 2]", "must be a JSON object"),
         ("POST", "nbento/servers", {"notebook": "support_tickets.ipynb", "port": "http"}, "port must be"),
+        ("POST", "nbento/servers", {"notebook": "no_api.ipynb"}, "has no API cell"),
+        ("POST", "nbento/servers", {}, "say which notebook"),
         ("POST", "nbento/exports", {"notebook": "support_tickets.ipynb", "replicas": 3}, "unknown export options: replicas"),
         ("POST", "nbento/exports", {"notebook": "support_tickets.ipynb", "yatai": "yes"}, "yatai must be true or false"),
         ("POST", "nbento/exports", {"notebook": "support_tickets.ipynb", "out_dir": "../../x"}, "outside the Jupyter root"),
