@@ -100,6 +100,9 @@ def main() -> None:
                 wait_ready(url, proc)
                 wrk(url, 3)  # warm-up
                 results[item].append(wrk(url, args.seconds))
+                print(item, results[item][-1], flush=True)
+            except (SystemExit, subprocess.SubprocessError, StopIteration) as exc:
+                print(f"{item}: failed: {exc} (log: {log.name})", flush=True)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -110,6 +113,9 @@ def main() -> None:
     print(f"\nwrk -c80, {args.seconds:.0f} s x {args.repeats} interleaved, batching 10 ms / 32")
     print("| embedder layout | OK req/s (median; runs) | p95 ms | non-2xx |\n|---|---|---|---|")
     for item, runs in results.items():
+        if not runs:
+            print(f"| {item} | failed | | |")
+            continue
         ok = [r["statuses"].get("200", 0) / (r["duration_us"] / 1e6) for r in runs]
         p95 = [r["p95"] / 1000 for r in runs]
         bad = sum(

@@ -1,0 +1,59 @@
+"""Online estimates the batcher's dispatch policy decides with: what a batch of n rows costs,
+and how fast rows arrive. Both forget the past quickly, so they follow a model whose speed
+changes with CPU contention and traffic that comes in waves."""
+
+from __future__ import annotations
+
+import math
+import time
+
+
+class CostModel:
+    """`seconds(n) = a + b*n`, fitted by exponentially weighted least squares on recent batches,
+    so it follows the model as load (and CPU contention) changes."""
+
+    def __init__(self, decay: float = 0.95) -> None:
+        self.decay = decay
+        self._s = self._sn = self._st = self._snn = self._snt = 0.0
+        self.a = 0.0
+        self.b = 0.0
+        self.samples = 0
+
+    def add(self, rows: int, seconds: float) -> None:
+        d = self.decay
+        self._s = self._s * d + 1.0
+        self._sn = self._sn * d + rows
+        self._st = self._st * d + seconds
+        self._snn = self._snn * d + rows * rows
+        self._snt = self._snt * d + rows * seconds
+        self.samples += 1
+        mean_n, mean_t = self._sn / self._s, self._st / self._s
+        var_n = self._snn / self._s - mean_n * mean_n
+        # With one batch size seen so far the intercept is unknowable; assuming cost
+        # proportional to rows makes the batcher greedy until sizes vary (they do under load).
+        slope = (self._snt / self._s - mean_n * mean_t) / var_n if var_n > 0.25 else -1.0
+        if slope < 0:
+            self.a, self.b = 0.0, mean_t / max(mean_n, 1.0)
+        else:
+            self.b = slope
+            self.a = max(0.0, mean_t - slope * mean_n)
+
+    def seconds(self, rows: int) -> float:
+        return self.a + self.b * rows
+
+
+class ArrivalRate:
+    """Rows per second, decayed with time constant `tau` so it falls to ~0 within a second of
+    idleness (a lone request after quiet is then dispatched at once)."""
+
+    def __init__(self, tau: float = 0.2) -> None:
+        self.tau = tau
+        self._rate = 0.0
+        self._at = time.monotonic()
+
+    def add(self, rows: int, now: float) -> None:
+        self._rate = self.rate(now) + rows / self.tau
+        self._at = now
+
+    def rate(self, now: float) -> float:
+        return self._rate * math.exp(-max(0.0, now - self._at) / self.tau)
