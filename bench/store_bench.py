@@ -190,7 +190,7 @@ def _ratio(row: Row, by_label: dict[str, Row]) -> tuple[str, str]:
 def table(array_rows: list[Row], pipe_rows: list[Row], repeat: int) -> str:
     by_label = {r.label: r for r in [*array_rows, *pipe_rows]}
     lines = [
-        f"{array_rows[0].megabytes:.0f} MB float32 array, {repeat} runs each (MB/s from the median time; ratios are store"
+        f"{array_rows[0].megabytes:.0f} MB (decimal) float32 array, {repeat} runs each (MB/s from the median time; ratios are store"
         " time / baseline time, from medians and from best runs):",
         "",
         "| operation | median s | best s | MB/s | vs baseline | median ratio | best ratio |",
