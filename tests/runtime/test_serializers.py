@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -115,3 +119,20 @@ def test_default_signatures_follow_the_object() -> None:
     }
     assert default_signatures(Doubler()) == {"predict": {"batchable": False, "batch_dim": 0}}
     assert default_signatures(np.zeros(2)) == {}
+
+
+def test_choosing_a_serializer_imports_no_framework(nbento_home: Path) -> None:
+    code = (
+        "import sys; from runtime import save_model, load; save_model('plain', {'a': 1}); "
+        "load('plain'); print(sorted(m for m in ('sklearn', 'torch', 'sentence_transformers', "
+        "'skops') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "NBENTO_HOME": str(nbento_home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"

@@ -446,3 +446,14 @@ def test_array_save_killed_while_writing_shows_nothing_or_a_whole_version(
         assert model.load(mmap_mode="r").shape == (50_000_000,)
     store.save_model("big", np.arange(3))
     np.testing.assert_array_equal(store.load("big"), np.arange(3))
+
+
+def test_get_reads_metadata_only() -> None:
+    model = store.save_model("lazy", Doubler(), labels={"stage": "dev"})
+    (model.path / "model.pkl").write_bytes(b"garbage that would fail to unpickle")
+
+    again = store.get("lazy")
+
+    assert again.info.labels == {"stage": "dev"} and again.tag == model.tag
+    with pytest.raises(ChecksumMismatch):
+        again.load()
