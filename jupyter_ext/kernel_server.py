@@ -195,6 +195,26 @@ class KernelServer:
         return ReloadOutcome(False, (time.perf_counter() - started) * 1000, timed_out=True)
 
 
+    def wait_for_model(self, tag: str, *, timeout: float = 120.0) -> dict[str, Any] | None:
+        """After a new model version was saved: wait until every runner serving that model
+        name has loaded `tag` (the server reloads those runners only). Returns the runner
+        statuses, or None when no runner uses the model or the wait timed out."""
+        model = tag.partition(":")[0]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.running:
+            status = self.status() or {}
+            users = {
+                name: info for name, info in (status.get("runners") or {}).items()
+                if str(info.get("tag", "")).partition(":")[0] == model
+            }
+            if not users:
+                return None
+            if all(info.get("tag") == tag and info.get("loaded") for info in users.values()):
+                return users
+            time.sleep(0.05)
+        return None
+
+
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

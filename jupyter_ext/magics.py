@@ -22,7 +22,14 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from runtime.errors import NbentoError
 
-from .capture import CapturedCell, CaptureError, check_cell, find_free_names, split_magic
+from .capture import (
+    CapturedCell,
+    CaptureError,
+    check_cell,
+    find_free_names,
+    runner_tags,
+    split_magic,
+)
 from .cell_args import CaptureArgsError, parse_cell_args
 from .command_args import CommandArgsError, parse_command
 from .kernel_server import KernelServer, KernelServerError, free_port
@@ -141,6 +148,8 @@ class NbentoMagics(Magics):
         self.state.record(cell)
         self._warn_free_names()
         self._publish(started)
+        if spec.kind == "model":
+            self._wait_for_model(str(self.state.models_saved[str(spec.name)]["tag"]))
         if os.environ.get("NBENTO_TIMING") == "1":
             print(f"[nbento timing] run in kernel {(ran - started) * 1000:.0f} ms, capture + "
                   f"write + reload {(time.perf_counter() - ran) * 1000:.0f} ms", file=sys.stderr)
@@ -190,6 +199,24 @@ class NbentoMagics(Magics):
             "name": cell.name, "tag": str(model.tag), "cell_id": cell.cell_id,
         }
         return True
+
+    def _wait_for_model(self, tag: str) -> None:
+        """With a server up, a new version of a model it serves as `NAME:latest` reloads that
+        runner only; say when it is serving."""
+        server = self.server
+        if server is None or not server.running or not server.reload:
+            return
+        model = tag.partition(":")[0]
+        module = self.state.folder / "service.py"
+        written = runner_tags(module.read_text()) if module.is_file() else []
+        if not any(r["tag"] in (model, f"{model}:latest") for r in written):
+            return  # no runner follows this model's latest version
+        runners = server.wait_for_model(tag)
+        if runners is None:
+            say_error(f"the server has not loaded {tag} yet; check %nbento status")
+            return
+        for name, info in runners.items():
+            print(f"runner {name} now serves {tag} (loaded in {info.get('load_seconds') or 0:.1f} s)")
 
     def _warn_free_names(self) -> None:
         captured = self.state.ordered()

@@ -87,6 +87,15 @@ def test_edit_reload_and_broken_cells(tmp_path: Path) -> None:
         out = session.edit(4, API.replace("'classes'", "'fixed'"))
         assert "live in" in out, out
         assert answer(url) == {"fixed": [0, 1]}
+
+        # A new model version for the `tiny:latest` runner: that runner reloads, code stays.
+        before = httpx.get(f"{url}/_nbento/status", trust_env=False).json()
+        session.edit(1, TRAIN.replace("[0, 0, 1, 1]", "[1, 1, 0, 0]"))
+        out = session.run(2)
+        assert "runner tiny now serves tiny:" in out, out
+        assert answer(url) == {"fixed": [1, 0]}
+        after = httpx.get(f"{url}/_nbento/status", trust_env=False).json()
+        assert after["source_sha256"] == before["source_sha256"]
     finally:
         session.close()
 
