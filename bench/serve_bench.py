@@ -33,7 +33,9 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SCENARIO = BENCH / "serve_scenario"
-WORK = BENCH / ".work" / "serve"
+WORK_ROOT = BENCH / ".work" / "serve"
+# One folder per run (logs, config files, scratch store), so two runs never share files.
+WORK = WORK_ROOT / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 BENTOML_VENV = BENCH / ".work" / "bentoml-venv"
 BENTOML_VERSION = "1.4.39"
 TORCH_VERSION = "2.13.0"
@@ -152,8 +154,16 @@ class Bench:
         """Start, wait, warm up, measure one wrk run, stop. Failures land in `row.error`."""
         url = f"{server.base}/classify"
         try:
-            server.start()
-            took = server.wait_ready(PROBE)
+            try:
+                server.start()
+                took = server.wait_ready(PROBE)
+            except BenchError as exc:
+                # One more start: a start-up failure is reported in the row's notes, not hidden.
+                self.log(f"  {server.name} failed to start, retrying once: {str(exc)[:300]}")
+                server.stop()
+                row.notes.append(f"first start failed: {str(exc)[:200]}")
+                server.start()
+                took = server.wait_ready(PROBE)
             self.log(f"  {server.name} ready in {took:.1f}s; warm-up {self.warmup:.0f}s")
             if self.warmup > 0:
                 run_wrk(url, SCENARIO / "post.lua", self.warmup, self.connections)
@@ -355,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{dt.datetime.now(dt.timezone.utc):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
 
     log(f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}; {machine()}")
+    log(f"logs and scratch files in {WORK}")
     bench = Bench(args.duration, args.warmup, args.connections, log)
     rows: list[Row] = []
     ceilings: dict[str, float] = {}
@@ -391,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(bench.nbento(setting, home))
         except BenchError as exc:
             rows.append(Row("nbento", "all", error=str(exc)[:300]))
+        finally:
+            shutil.rmtree(home, ignore_errors=True)  # ~90 MB of model copies; logs stay
 
     if bentoml_python is not None:
         for setting in (*SETTINGS, BENTOML_DEFAULT):

@@ -8,6 +8,7 @@ which is what a straightforward FastAPI service does. Start with
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,7 +21,7 @@ _models: dict[str, Any] = {}
 
 
 @asynccontextmanager
-async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     set_torch_threads(int(os.environ.get("BENCH_TORCH_THREADS", "0")) or None)
     _models["embedder"] = load_embedder()
     _models["clf"] = fit_classifier(_models["embedder"])

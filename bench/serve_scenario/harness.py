@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 
 WRK = os.environ.get("WRK", "/usr/bin/wrk")
-READY_TIMEOUT_S = 300.0
+READY_TIMEOUT_S = 180.0
 
 
 class BenchError(RuntimeError):
@@ -84,6 +84,9 @@ class Server:
                 raise BenchError(f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}")
             # /readyz first (all three servers have it), so no request hits a loading server.
             status, text = http("GET", f"{self.base}/readyz", timeout=10)
+            failure = _load_error(text) if status == 503 else None
+            if failure:  # the server says its models failed to load: waiting will not help
+                raise BenchError(f"{self.name} failed to load its models: {failure[:300]}")
             if status == 200:
                 status, text = http("POST", f"{self.base}/classify", probe, timeout=30)
                 if status == 200:
@@ -150,7 +153,18 @@ class Server:
             text = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return "(no log)"
+        text = [ln for ln in text if "/readyz" not in ln]
         return " | ".join(text[-lines:])
+
+
+def _load_error(readyz_body: str) -> str | None:
+    """The `error` field of a JSON /readyz answer, when the server reports a failed load."""
+    try:
+        body = json.loads(readyz_body)
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error) if error else None
 
 
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:

@@ -6,7 +6,7 @@ kept byte for byte.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SECTION = "## Serving"
@@ -30,6 +30,7 @@ class Row:
     other_cores: float | None = None  # CPU used by everything else on the machine meanwhile
     load1: float | None = None
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def _f(value: float | int | None, digits: int = 1) -> str:
@@ -58,6 +59,9 @@ def table(rows: list[Row], ceilings: dict[str, float]) -> str:
             f"| {non2xx} | {_f(r.socket_errors)} | {_f(r.mean_batch)} | {_f(r.cpu_cores, 2)} "
             f"| {_f(r.other_cores, 2)} | {_f(r.load1, 2)} |"
         )
+    notes = [f"- {r.server} {r.setting}: {note}" for r in rows for note in r.notes]
+    if notes:
+        lines += ["", "Notes:", *notes]
     return "\n".join(lines)
 
 
@@ -66,7 +70,7 @@ def target_verdict(rows: list[Row], ceilings: dict[str, float]) -> str:
     row = next((r for r in rows if r.server == "nbento" and r.setting == "10 ms/32"), None)
     ceiling = ceilings.get("32")
     if row is None or row.error or row.ok_rps is None or not ceiling:
-        reason = row.error if row and row.error else "row not measured in this run"
+        reason = row.error[:200] if row and row.error else "row not measured in this run"
         return f"**Target (nbento at 10 ms/32 ≥ 80% of ceiling, zero errors, p95 < 300 ms): not measured** ({reason})."
     checks = {
         f"throughput {row.ok_rps:.1f} req/s = {100 * row.ok_rps / ceiling:.0f}% of ceiling {ceiling:.1f} (need ≥ 80%)":
