@@ -64,4 +64,24 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [
+    "ModelStore",
+    "Model",
+    "save_model",
+    "get",
+    "load",
+    "list_models",
+    "delete",
+    "export_model",
+    "import_model",
+    "register_serializer",
+    "Serializer",
+    "Tag",
+    "runner",
+    "ModelHandle",
+    "api",
+    "Service",
+    "load_service",
+    "NbentoError",
+    "__version__",
+]
