@@ -96,6 +96,8 @@ class ServiceHost:
         self.last_error: dict[str, Any] | None = None
         self.runners_error: str | None = None
         self._sync_task: asyncio.Task[None] | None = None
+        # The startup load of the runners; the server exits when it fails for good.
+        self.initial_load: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
         self._closing: list[asyncio.Task[None]] = []
 
@@ -151,7 +153,20 @@ class ServiceHost:
         assert self.service is not None, "call load_initial() first"
         self._lock = asyncio.Lock()
         self._start_batchers(self.endpoints, self.service)
-        self._sync_task = asyncio.create_task(self._sync_runners(self.service))
+        self._sync_task = self.initial_load = asyncio.create_task(self._first_sync(self.service))
+
+    async def _first_sync(self, service: Service, attempts: int = 2) -> None:
+        """Load the runners at startup; one retry, since a first load can fail for transient
+        reasons (two frameworks imported at once by two loading threads, a busy disk)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._sync_runners(service)
+                return
+            except Exception:
+                if attempt == attempts:
+                    raise
+                log.warning("retrying the runner load (attempt %d of %d)", attempt + 1, attempts)
+                await asyncio.sleep(1.0)
 
     async def _sync_runners(self, service: Service) -> None:
         started = time.perf_counter()

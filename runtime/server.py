@@ -22,6 +22,7 @@ from typing import Any
 import uvicorn
 
 from .config import ServerConfig
+from .errors import NbentoError
 from .handles import set_backend_resolver
 from .service import Service, as_source, load_service
 from .sources import ServiceSource
@@ -112,14 +113,33 @@ async def _serve_service(pool: Any, source: ServiceSource, config: ServerConfig)
     if reloader is not None:
         reloader.start()
     announce = asyncio.create_task(_announce(server, service, with_docs=True))
+    assert host.initial_load is not None
+    watchdog = asyncio.create_task(_stop_if_failed(host.initial_load, server))
     try:
         await server.serve()
     finally:
         announce.cancel()
+        watchdog.cancel()
         if reloader is not None:
             await reloader.stop()
         await host.aclose(config.graceful_timeout_s)
         log.info("stopped")
+    failed = _failure(host.initial_load)
+    if failed is not None:
+        # A server that can never become ready should not sit there looking alive.
+        raise NbentoError(f"the runners of service '{service.name}' failed to load: {failed}")
+
+
+async def _stop_if_failed(task: asyncio.Task[None], server: uvicorn.Server) -> None:
+    await asyncio.wait([task])
+    if _failure(task) is not None:
+        server.should_exit = True
+
+
+def _failure(task: asyncio.Task[None]) -> BaseException | None:
+    if not task.done() or task.cancelled():
+        return None
+    return task.exception()
 
 
 async def _serve_runner(pool: Any, service: Service, name: str, config: ServerConfig) -> None:

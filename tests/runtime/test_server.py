@@ -165,3 +165,17 @@ def test_python_dash_m_runtime_is_the_cli() -> None:
     assert proc.returncode == 0
     for flag in ("--host", "--port", "--config", "--runner", "--runner-map", "--dev", "--reload"):
         assert flag in proc.stdout
+
+
+def test_runner_that_cannot_load_stops_the_server_with_exit_1(tmp_path: Path) -> None:
+    # no model saved: the runner's load fails (after one retry), so the server must not sit
+    # there alive but never ready
+    write_service(tmp_path / "svc", SERVICE)
+    proc = subprocess.run(
+        serve_command(tmp_path / "svc", "--port", "0"), capture_output=True, text=True,
+        timeout=60, cwd=REPO,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "error: the runners of service 'svc' failed to load:" in proc.stderr
+    assert "scaler" in proc.stderr.splitlines()[-1]
+    assert "retrying the runner load" in proc.stderr
