@@ -153,6 +153,33 @@ def test_try_it_sends_a_request_and_shows_the_answer(page: Any, artifacts: Path)
     page.screenshot(path=str(artifacts / "panel-tryit.png"))
 
 
+def test_a_broken_save_shows_the_reload_error_in_plain_words(page: Any, lab: LabServer) -> None:
+    from playwright.sync_api import expect
+
+    server = panel(page).locator(".nbento-section-server")
+    editor = page.locator(".jp-NotebookPanel .jp-Cell").nth(6).locator(".cm-content")
+    editor.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\nraise RuntimeError('boom from the browser test')")
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+s")
+    expect(server.locator(".nbento-reload-error")).to_contain_text("did not load")
+    expect(server.locator(".nbento-reload-error")).to_contain_text("boom from the browser test")
+    expect(server.locator(".nbento-state")).to_have_text("reload-failed")
+
+    editor.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.press("Shift+Home")
+    page.keyboard.press("Backspace")
+    page.keyboard.press("Backspace")
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+s")
+    expect(server.locator(".nbento-reload-outcome")).to_contain_text("reloaded in")
+    expect(server.locator(".nbento-state")).to_have_text("running")
+    expect(server.locator(".nbento-reload-error")).to_have_count(0)
+    assert "boom" not in (lab.root / "support_tickets.ipynb").read_text()
+
+
 def _traffic(url: str, seconds: float, workers: int = 8) -> int:
     """Concurrent clients for `seconds` (so batches form); returns the OK count. The test
     talks to the service port itself; the browser only ever sees the Jupyter server."""
