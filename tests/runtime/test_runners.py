@@ -261,3 +261,17 @@ async def test_split_layout_round_trip_matches_local_results() -> None:
             assert bad.status_code == 400 and "malformed" in bad.json()["error"]["message"]
         finally:
             await api_pool.aclose(5)
+
+
+async def test_batching_off_sends_each_call_to_the_model_as_it_is() -> None:
+    save_doubler()
+    handle = runner("doubler", batching={"predict": {"enabled": False}})
+    pool = RunnerPool(ServerConfig())
+    await pool.sync(service(handle))
+    set_backend_resolver(pool.resolver)
+    try:
+        results = await asyncio.gather(*(handle.predict.async_run([i] * 50) for i in range(5)))
+        assert results == [[2 * i] * 50 for i in range(5)]
+        assert pool.status()["doubler"]["batchers"] == {}
+    finally:
+        await pool.aclose(10)
