@@ -237,7 +237,7 @@ def test_dark_theme_then_stop_the_server(page: Any, artifacts: Path) -> None:
     page.locator(".lm-CommandPalette-input").fill("Use Theme: JupyterLab Dark")
     page.keyboard.press("Enter")
     expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
-    panel(page).locator(".nbento-section-server").scroll_into_view_if_needed()
+    panel(page).locator(".nbento-section-batching").scroll_into_view_if_needed()
     page.wait_for_timeout(800)
     page.screenshot(path=str(artifacts / "panel-dark.png"))
 
