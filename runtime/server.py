@@ -56,6 +56,7 @@ def setup_logging(level: int = logging.INFO) -> None:
         handler._nbento = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # we log each reload ourselves
 
 
 def serve(
