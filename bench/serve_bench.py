@@ -181,6 +181,8 @@ class Bench:
             row.p50, row.p95, row.p99 = result.p50_ms, result.p95_ms, result.p99_ms
             row.non2xx_by_status = {s: n for s, n in result.statuses.items() if not 200 <= s < 400}
             row.cpu_cores = server_cpu / wall
+            ok = result.requests - result.non2xx
+            row.cpu_ms_per_ok = 1000 * server_cpu / ok if ok else None
             row.other_cores = max(0.0, (busy_after - busy_before - server_cpu - result.cpu_s) / wall)
         except BenchError as exc:
             row.error = str(exc)
@@ -189,7 +191,7 @@ class Bench:
         self.log(f"  -> {row}")
         return row
 
-    def ceiling(self) -> dict[str, float]:
+    def ceiling(self) -> tuple[dict[str, float], dict[str, float]]:
         seconds = max(5.0, min(self.duration / 2, 15.0))
         done = subprocess.run(
             [sys.executable, str(SCENARIO / "ceiling.py"), "--seconds", str(seconds), "--threads", "2"],
@@ -197,8 +199,8 @@ class Bench:
         )
         if done.returncode != 0:
             raise BenchError(f"ceiling run failed: {done.stderr[-1500:]}")
-        batches: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])["batches"]
-        return batches
+        data = json.loads(done.stdout.strip().splitlines()[-1])
+        return data["batches"], data["cpu_ms_per_item"]
 
     def fastapi(self) -> Row:
         port = free_port()
@@ -304,7 +306,8 @@ response, non-2xx included. "vs ceiling" divides by the in-process ceiling of th
 batch 32 (batch 16 for the 5 ms/16 rows). Mean batch = rows per dispatched batch of the
 embedder over the measured window (nbento: `nbento_runner_batch_size` sum/count from
 /metrics; BentoML: its `adaptive_batch_size` histogram). Server CPU cores = CPU seconds of the
-server's process tree / wall time; other CPU cores = everything else on the machine meanwhile
+server's process tree / wall time; CPU ms per OK = those CPU seconds per OK request (ceiling:
+per item), the figure least distorted by a busy machine; other CPU cores = everything else on the machine meanwhile
 (other people's work, minus wrk), the noise indicator; load1 = 1-minute load average at the
 start of each measured run. BentoML runs as shipped (two services composed with
 `bentoml.depends`, batchable `encode`), unpatched."""
@@ -381,9 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     if "ceiling" in rows_wanted:
         log("in-process ceiling")
         try:
-            ceilings = bench.ceiling()
+            ceilings, cpu_per_item = bench.ceiling()
             for key, items in ceilings.items():
-                rows.append(Row("in-process ceiling (2 threads)", f"batch {key}", key, ok_rps=items))
+                rows.append(Row("in-process ceiling (2 threads)", f"batch {key}", key, ok_rps=items,
+                                cpu_ms_per_ok=cpu_per_item.get(key)))
         except BenchError as exc:
             rows.append(Row("in-process ceiling (2 threads)", "batch 16/32", error=str(exc)[:300]))
         log(f"  -> {ceilings}")

@@ -1,7 +1,8 @@
 """In-process ceiling: embed + classify called directly at fixed batch sizes, no HTTP, no queue.
 
 Run by serve_bench.py as a subprocess so its torch thread setting cannot leak into the driver.
-Prints one JSON line: {"threads": T, "batches": {"16": items_per_s, "32": items_per_s}}.
+Prints one JSON line: {"threads": T, "batches": {"16": items_per_s, "32": items_per_s},
+"cpu_ms_per_item": {"16": ms, "32": ms}}.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ from scenario_data import request_texts
 from scenario_models import classify, fit_classifier, load_embedder, set_torch_threads
 
 
-def measure(embedder: object, clf: object, batch: int, seconds: float) -> float:
-    """Items per second over whole batches, after one warm-up batch."""
+def measure(embedder: object, clf: object, batch: int, seconds: float) -> tuple[float, float]:
+    """(items per second, CPU ms per item) over whole batches, after one warm-up batch. CPU per
+    item is less sensitive than wall time to other work on a shared machine."""
     texts = request_texts(256)
     classify(embedder, clf, texts[:batch])
     done = 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     i = 0
     while time.perf_counter() - start < seconds:
         offset = (i * batch) % (len(texts) - batch)
         classify(embedder, clf, texts[offset : offset + batch])
         done += batch
         i += 1
-    return done / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return done / wall, 1000 * cpu / done
 
 
 def main() -> None:
@@ -39,8 +42,12 @@ def main() -> None:
     embedder = load_embedder()
     clf = fit_classifier(embedder)
     batches = args.batch or [16, 32]
-    result = {str(b): round(measure(embedder, clf, b, args.seconds), 1) for b in batches}
-    print(json.dumps({"threads": args.threads, "batches": result}), flush=True)
+    measured = {str(b): measure(embedder, clf, b, args.seconds) for b in batches}
+    print(json.dumps({
+        "threads": args.threads,
+        "batches": {b: round(rate, 1) for b, (rate, _) in measured.items()},
+        "cpu_ms_per_item": {b: round(cpu, 2) for b, (_, cpu) in measured.items()},
+    }), flush=True)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ class Row:
     socket_errors: int | None = None
     mean_batch: float | None = None
     cpu_cores: float | None = None
+    cpu_ms_per_ok: float | None = None  # server CPU per OK request (ceiling: per item)
     other_cores: float | None = None  # CPU used by everything else on the machine meanwhile
     load1: float | None = None
     error: str | None = None
@@ -43,8 +44,8 @@ def _f(value: float | int | None, digits: int = 1) -> str:
 
 def table(rows: list[Row], ceilings: dict[str, float]) -> str:
     head = ("| server | batching | OK req/s | vs ceiling | p50 ms | p95 ms | p99 ms | non-2xx "
-            "| socket err | mean batch | server CPU cores | other CPU cores | load1 |")
-    lines = [head, "|" + "---|" * 13]
+            "| socket err | mean batch | server CPU cores | CPU ms per OK | other CPU cores | load1 |")
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         ceiling = ceilings.get(r.ceiling_key)
         ratio = f"{100 * r.ok_rps / ceiling:.0f}%" if r.ok_rps is not None and ceiling else "—"
@@ -57,7 +58,7 @@ def table(rows: list[Row], ceilings: dict[str, float]) -> str:
         lines.append(
             f"| {r.server} | {r.setting} | {ok} | {ratio} | {_f(r.p50)} | {_f(r.p95)} | {_f(r.p99)} "
             f"| {non2xx} | {_f(r.socket_errors)} | {_f(r.mean_batch)} | {_f(r.cpu_cores, 2)} "
-            f"| {_f(r.other_cores, 2)} | {_f(r.load1, 2)} |"
+            f"| {_f(r.cpu_ms_per_ok, 2)} | {_f(r.other_cores, 2)} | {_f(r.load1, 2)} |"
         )
     notes = [f"- {r.server} {r.setting}: {note}" for r in rows for note in r.notes]
     if notes:
