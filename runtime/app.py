@@ -105,9 +105,10 @@ class _Labelled:
 
 
 class ApiGateway:
-    """Pure ASGI middleware: serves API paths itself, measures and logs every request."""
+    """Pure ASGI middleware: serves API paths itself, measures and logs every request.
+    With `host=None` it only measures and logs (the runner process of the split layout)."""
 
-    def __init__(self, app: ASGIApp, host: ServiceHost, config: ServerConfig) -> None:
+    def __init__(self, app: ASGIApp, host: ServiceHost | None, config: ServerConfig) -> None:
         self.app = app
         self.host = host
         self.config = config
@@ -125,8 +126,13 @@ class ApiGateway:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        endpoint = self.host.endpoints.get(path)
-        label = endpoint.spec.name if endpoint is not None else _FIXED_PATHS.get(path, "other")
+        endpoint = self.host.endpoints.get(path) if self.host is not None else None
+        if endpoint is not None:
+            label = endpoint.spec.name
+        elif path.startswith("/_runner/"):
+            label = "runner:" + path[len("/_runner/"):]
+        else:
+            label = _FIXED_PATHS.get(path, "other")
         metrics = self._metrics(label)
         status = 500
         started = time.perf_counter()

@@ -144,9 +144,12 @@ def _failure(task: asyncio.Task[None]) -> BaseException | None:
 
 
 async def _serve_runner(pool: Any, service: Service, name: str, config: ServerConfig) -> None:
+    from .app import ApiGateway
     from .runners import runner_app
 
-    server = _Server(_uvicorn_config(runner_app(pool, name), config))
+    app = runner_app(pool, name)
+    app.add_middleware(ApiGateway, host=None, config=config)  # request metrics + access lines
+    server = _Server(_uvicorn_config(app, config))
     # only=: load this runner here even if a shared NBENTO_RUNNER_MAP names it (it is us)
     loading = asyncio.create_task(pool.sync(service, only=name))
     loading.add_done_callback(_log_failure)

@@ -151,9 +151,11 @@ def test_split_layout_gives_the_same_answers(tmp_path: Path) -> None:
             assert answers(api_proc.url) == expected
             status = httpx.get(f"{api_proc.url}/_nbento/status").json()
             assert status["runners"]["scaler"]["url"] == runner_proc.url
-        # the runner process did the batching
+        # the runner process did the batching, and logged and counted its requests
         metrics = httpx.get(f"{runner_proc.url}/metrics").text
         assert 'nbento_runner_batch_size_count{method="predict",runner="scaler"}' in metrics
+        assert 'nbento_requests_total{endpoint="runner:predict",status="200"}' in metrics
+        assert '"POST /_runner/predict HTTP/1.1" 200' in runner_proc.log()
     assert expected[0] == (200, "application/json", "[3.0,6.0,9.0]")
 
 
