@@ -92,9 +92,23 @@ class KernelServer:
             "--parent-pid", str(os.getpid()), "--deathsig", deathsig, "--", *args,
         ]
 
-    def start(self, *, timeout: float = 180.0) -> None:
-        """Start the server and wait until it is ready (models loaded) or has failed."""
+    def start(self, *, timeout: float = 180.0, port_tries: int = 1) -> None:
+        """Start the server and wait until it is ready (models loaded) or has failed.
+
+        With `port_tries` > 1 (the port was picked automatically), a port taken by another
+        process between our check and the server's bind is replaced by the next free one."""
+        for attempt in range(port_tries):
+            try:
+                self._start_once(timeout)
+                return
+            except KernelServerError as exc:
+                if "address already in use" not in str(exc) or attempt == port_tries - 1:
+                    raise
+                self.port = free_port(self.port + 1)
+
+    def _start_once(self, timeout: float) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.log_path.unlink(missing_ok=True)  # the log of this run only
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it after fork
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:

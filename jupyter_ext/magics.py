@@ -300,7 +300,7 @@ def _serve(magics: NbentoMagics, args: list[str]) -> None:
     server = KernelServer(state.folder, port=port, reload=ns.reload)
     print(f"starting {state.service_name} from {state.folder} ...", flush=True)
     try:
-        server.start()
+        server.start(port_tries=1 if ns.port is not None else 5)
     except KernelServerError:
         server.stop()
         raise

@@ -129,3 +129,27 @@ def test_start_failure_shows_the_log(tmp_path: Path) -> None:
         server.start(timeout=60)
     assert "boom at import" in str(info.value)
     assert not server.running
+
+
+def test_a_port_taken_after_the_check_moves_to_the_next_free_one(tmp_path: Path) -> None:
+    import socket
+
+    folder = tmp_path / "svc"
+    folder.mkdir()
+    (folder / "service.py").write_text(
+        "from runtime import api\n\n\n@api\ndef echo(x: int) -> dict:\n    return {'x': x}\n"
+    )
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", free_port(3920)))
+    taken.listen()
+    port = taken.getsockname()[1]
+    server = KernelServer(folder, port=port)
+    try:
+        server.start(timeout=60, port_tries=3)
+        assert server.port != port
+        response = httpx.post(f"{server.url}/echo", json={"x": 3}, trust_env=False)
+        assert response.json() == {"x": 3}
+    finally:
+        server.stop()
+        taken.close()
+    assert port_is_free(server.url)
