@@ -67,6 +67,8 @@ class ServerConfig(_Strict):
     # Threads that run sync API functions; a blocked call waits on its batch, so this bounds
     # how many requests can be in one batch at once.
     api_threads: int = Field(64, ge=1)
+    # Connections + requests served at once before uvicorn answers 503 (None: no limit).
+    limit_concurrency: int | None = Field(None, ge=1)
 
     def runner(self, name: str) -> RunnerConfig:
         return self.runners.get(name) or RunnerConfig.model_validate({})

@@ -15,6 +15,7 @@ import math
 import signal
 import sys
 import threading
+import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,19 @@ log = logging.getLogger("nbento.server")
 
 
 class _Server(uvicorn.Server):
+    shutdown_started: float | None = None
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        self.shutdown_started = time.monotonic()
+        await super().shutdown(sockets)
+
+    def time_left(self, budget: float) -> float:
+        """What remains of the graceful budget after uvicorn drained the connections, for
+        closing runners (at least a second, so queued batches are not cut off at once)."""
+        if self.shutdown_started is None:
+            return budget
+        return max(1.0, budget - (time.monotonic() - self.shutdown_started))
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         # uvicorn re-raises the captured signal after its graceful shutdown, which turns a clean
@@ -98,6 +112,7 @@ def _uvicorn_config(app: Any, config: ServerConfig) -> uvicorn.Config:
         lifespan="off",
         timeout_graceful_shutdown=max(1, math.ceil(config.graceful_timeout_s)),
         backlog=2048,
+        limit_concurrency=config.limit_concurrency,
     )
 
 
@@ -123,7 +138,7 @@ async def _serve_service(pool: Any, source: ServiceSource, config: ServerConfig)
         watchdog.cancel()
         if reloader is not None:
             await reloader.stop()
-        await host.aclose(config.graceful_timeout_s)
+        await host.aclose(server.time_left(config.graceful_timeout_s))
         log.info("stopped")
     failed = _failure(host.initial_load)
     if failed is not None:
@@ -160,7 +175,7 @@ async def _serve_runner(pool: Any, service: Service, name: str, config: ServerCo
         announce.cancel()
         if not loading.done():
             loading.cancel()
-        await pool.aclose(config.graceful_timeout_s)
+        await pool.aclose(server.time_left(config.graceful_timeout_s))
         log.info("stopped")
 
 
