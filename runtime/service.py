@@ -30,6 +30,8 @@ from .sources import SERVICE_MODULE, ServiceSource, resolve_source
 F = TypeVar("F", bound=Callable[..., Any])
 
 _API_ATTR = "__nbento_api__"
+# Paths the server answers itself (probes, metrics, docs); an API cannot shadow them.
+RESERVED_NAMES = frozenset({"livez", "readyz", "metrics", "docs", "redoc", "openapi"})
 _RUNTIME_DIR = str(Path(__file__).resolve().parent)
 
 
@@ -98,6 +100,11 @@ def api(
             raise ValueError(
                 f"API name {api_name!r} must be letters, digits, '_' or '-' (it becomes the URL "
                 f"path); pass name='...'"
+            )
+        if api_name in RESERVED_NAMES or api_name.startswith("_"):
+            raise ValueError(
+                f"API name {api_name!r} is taken by the server ({', '.join(sorted(RESERVED_NAMES))}"
+                f" and names starting with '_' are reserved); pass name='...'"
             )
         if max_batch_size is not None and max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")

@@ -140,6 +140,10 @@ def test_api_call_forms_return_the_function() -> None:
     assert api(name="g")(f) is f
     with pytest.raises(ValueError, match="URL path"):
         api(f, name="a/b")
+    with pytest.raises(ValueError, match="'metrics' is taken by the server"):
+        api(f, name="metrics")
+    with pytest.raises(ValueError, match="reserved"):
+        api(f, name="_runner")
     with pytest.raises(ValueError, match="max_batch_size"):
         api(f, max_batch_size=0)
 
