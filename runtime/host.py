@@ -160,7 +160,7 @@ class ServiceHost:
         reasons (two frameworks imported at once by two loading threads, a busy disk)."""
         for attempt in range(1, attempts + 1):
             try:
-                await self._sync_runners(service)
+                await self._sync_runners(service, final=attempt == attempts)
                 return
             except Exception:
                 if attempt == attempts:
@@ -168,12 +168,14 @@ class ServiceHost:
                 log.warning("retrying the runner load (attempt %d of %d)", attempt + 1, attempts)
                 await asyncio.sleep(1.0)
 
-    async def _sync_runners(self, service: Service) -> None:
+    async def _sync_runners(self, service: Service, *, final: bool = True) -> None:
+        """`final=False`: a retry follows, so the failure is not reported on /readyz yet."""
         started = time.perf_counter()
         try:
             await self.pool.sync(service)
         except Exception as exc:
-            self.runners_error = f"{type(exc).__name__}: {exc}"
+            if final:
+                self.runners_error = f"{type(exc).__name__}: {exc}"
             log.exception("runners of service '%s' failed to load", service.name)
             raise
         self.runners_error = None
