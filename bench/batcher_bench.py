@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import statistics
 import sys
@@ -45,7 +46,7 @@ def pct(values: list[float], q: float) -> float:
 async def idle(n: int = 2000) -> dict[str, Any]:
     run = model(0, 0)
     batcher = AdaptiveBatcher("bench", "idle", run, BatchingConfig(max_latency_ms=10))
-    direct, batched = [], []
+    direct, batched, waits = [], [], []
     for _ in range(n):
         t = time.perf_counter()
         await run(["x"])
@@ -53,6 +54,7 @@ async def idle(n: int = 2000) -> dict[str, Any]:
         t = time.perf_counter()
         await batcher.submit(["x"])
         batched.append(time.perf_counter() - t)
+        waits.append(batcher.last_wait)
     await batcher.aclose(5)
     over = [b - d for b, d in zip(batched, direct, strict=True)]
     return {
@@ -62,7 +64,8 @@ async def idle(n: int = 2000) -> dict[str, Any]:
         "p95_ms": pct(batched, 0.95) * 1000,
         "mean_batch": batcher.stats()["mean_batch_size"],
         "note": f"overhead vs direct call: p50 {statistics.median(over) * 1e6:.0f} us, "
-        f"p99 {pct(over, 0.99) * 1e6:.0f} us",
+        f"p99 {pct(over, 0.99) * 1e6:.0f} us; queue wait p50 {statistics.median(waits) * 1e6:.0f}"
+        f" us, p99 {pct(waits, 0.99) * 1e6:.0f} us",
     }
 
 
@@ -138,7 +141,8 @@ def record(table: str) -> None:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     section = (
         f"## Batcher\n\n`python bench/batcher_bench.py` ({when}; Python {platform.python_version()},"
-        f" {platform.machine()}, 2 shared cores; max_batch_size 32, max_latency_ms 10; synthetic "
+        f" {platform.machine()}, 2 shared cores, load average {os.getloadavg()[0]:.1f};"
+        f" max_batch_size 32, max_latency_ms 10; synthetic "
         f"model sleeping a + b*rows in a thread).\n\n{table}\n"
     )
     start = text.find("## Batcher\n")
