@@ -67,7 +67,7 @@ class Reloader:
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, 2.0)
-            except (TimeoutError, asyncio.CancelledError):
+            except (asyncio.TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
             except Exception:
                 log.exception("reload watcher failed")

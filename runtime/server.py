@@ -92,14 +92,24 @@ def serve(
             main = _serve_runner(pool, service, runner, config)
         else:
             main = _serve_service(pool, src, config)
-        with asyncio.Runner(loop_factory=_loop_factory()) as loop_runner:
-            loop_runner.run(main)
+        _run(main)
     finally:
         set_backend_resolver(previous)
 
 
-def _loop_factory() -> Any:
-    return uvicorn.Config(app="", log_config=None).get_loop_factory()  # uvloop when installed
+def _run(main: Any) -> None:
+    """Run `main` on uvloop when installed (as uvicorn would)."""
+    factory = uvicorn.Config(app="", log_config=None).get_loop_factory()
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main)
+        return
+    loop = factory() if factory is not None else asyncio.new_event_loop()  # pragma: no cover
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main)
+    finally:
+        loop.close()
 
 
 def _uvicorn_config(app: Any, config: ServerConfig) -> uvicorn.Config:
