@@ -425,3 +425,11 @@ def _export(magics: NbentoMagics, args: list[str]) -> Any:
     files = write_manifests(bento, ns.out, **overrides)
     print(f"wrote {len(files)} files:\n  " + "\n  ".join(str(f) for f in files))
     return None
+
+
+# `%nbento panel` belongs to jupyter_ext/panel.py (the ipywidgets panel); keep this entry.
+@command("panel", "show Models, Server, Try it and Export as widgets (no JupyterLab extension needed)")
+def _panel(magics: NbentoMagics, args: list[str]) -> Any:
+    from .panel import show_panel
+
+    return show_panel(magics, args)
