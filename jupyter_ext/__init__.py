@@ -18,9 +18,14 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
+    """`%unload_ext jupyter_ext`: stop the kernel's server and the capture hook."""
     magics = getattr(ipython, "_nbento_magics", None)
-    if magics is not None and magics.server is not None:
+    if magics is None:
+        return
+    if magics.server is not None:
         magics.server.stop()
+    ipython.events.unregister("pre_run_cell", magics._pre_run_cell)
+    ipython._nbento_magics = None
 
 
 # ---- Jupyter server extension + prebuilt JupyterLab extension (the side panel) -------------
