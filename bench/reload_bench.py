@@ -147,7 +147,8 @@ def main() -> int:
         with_kc = client.kc
         if with_kc is not None:
             with_kc.stop_channels()
-        run_sync(client.km.shutdown_kernel)(now=True)
+        shutdown: Any = client.km.shutdown_kernel  # async on nbclient's manager
+        run_sync(shutdown)(now=True)
         shutil.rmtree(home, ignore_errors=True)
     return 0
 

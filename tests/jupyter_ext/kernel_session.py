@@ -45,7 +45,8 @@ class KernelSession:
 
     @property
     def kernel_pid(self) -> int:
-        provisioner: Any = self.client.km.provisioner
+        km: Any = self.client.km
+        provisioner: Any = km.provisioner
         return int(provisioner.process.pid)
 
     def run(self, index: int) -> str:
@@ -73,7 +74,8 @@ class KernelSession:
                 self.client.kc.stop_channels()
         finally:
             if self.client.km is not None and self.client.km.has_kernel:
-                run_sync(self.client.km.shutdown_kernel)(now=True)
+                shutdown: Any = self.client.km.shutdown_kernel  # async on nbclient's manager
+                run_sync(shutdown)(now=True)
 
 
 def served_url(text: str) -> str:
