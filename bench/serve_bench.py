@@ -169,11 +169,13 @@ class Bench:
             if self.warmup > 0:
                 run_wrk(url, SCENARIO / "post.lua", self.warmup, self.connections)
             metrics_before = scrape(f"{server.base}/metrics") if metric_filter is not None else {}
+            main_before = server.main_thread_cpu()
             cpu_before, busy_before, t0 = server.cpu_seconds(), machine_busy_seconds(), time.monotonic()
             row.load1 = os.getloadavg()[0]
             result = run_wrk(url, SCENARIO / "post.lua", self.duration, self.connections)
             wall = time.monotonic() - t0
             cpu_after, busy_after = server.cpu_seconds(), machine_busy_seconds()
+            main_cpu = server.main_thread_cpu() - main_before
             if metric_filter is not None:
                 row.mean_batch = histogram_mean(metrics_before, scrape(f"{server.base}/metrics"),
                                                 metric, metric_filter)
@@ -184,6 +186,11 @@ class Bench:
             row.cpu_cores = server_cpu / wall
             ok = result.requests - result.non2xx
             row.cpu_ms_per_ok = 1000 * server_cpu / ok if ok else None
+            if ok and server_cpu > 0:
+                row.notes.append(
+                    f"main (event-loop) thread {1000 * main_cpu / ok:.2f} CPU ms per OK request, "
+                    f"{100 * main_cpu / server_cpu:.0f}% of the server's CPU"
+                )
             row.other_cores = max(0.0, (busy_after - busy_before - server_cpu - result.cpu_s) / wall)
         except BenchError as exc:
             row.error = str(exc)
@@ -331,7 +338,8 @@ def record(path: Path, rows: list[Row], ceilings: dict[str, float], args: argpar
     body = "\n\n".join([
         f"Recorded {started:%Y-%m-%d %H:%M} UTC by `bench/serve_bench.py`; rerun with `{command}` "
         "(on a quiet machine; `.venv` active, `/usr/bin/wrk` installed).",
-        f"- machine: {machine()}\n- load: {load_note}\n- versions: {versions(bentoml_python)}",
+        f"- machine: {machine()}\n- load: {load_note}\n- versions: {versions(bentoml_python)}"
+        + (f"\n- note: {args.note}" if args.note else ""),
         table(rows, ceilings),
         target_verdict(rows, ceilings),
         METHOD.format(conn=args.connections, dur=args.duration, warm=args.warmup),
@@ -355,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma list of batching settings to run (default is BentoML-only)")
     parser.add_argument("--record", action="store_true", help="write the table into bench/RESULTS.md")
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
+    parser.add_argument("--note", default="", help="a sentence recorded above the table (e.g. why a run is a smoke run)")
     args = parser.parse_args(argv)
     if args.warmup is None:
         args.warmup = min(8.0, max(3.0, args.duration / 4))

@@ -118,6 +118,18 @@ class Server:
                 pass
         return out
 
+    def main_thread_cpu(self) -> float:
+        """CPU seconds of the server process's main thread (the event loop for uvicorn-based
+        servers): with cpu_seconds() it splits server time into HTTP/event loop vs the rest."""
+        assert self.proc is not None
+        try:
+            for t in psutil.Process(self.proc.pid).threads():
+                if t.id == self.proc.pid:
+                    return float(t.user_time + t.system_time)
+        except psutil.NoSuchProcess:
+            pass
+        return 0.0
+
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM the process group we created, then SIGKILL it and any remembered descendant
         that is still alive (some servers start workers in new sessions)."""
