@@ -167,7 +167,10 @@ class _Child:
         return wire.decode(body)
 
     def _died(self) -> WorkerError:
-        code = self.proc.poll()
+        try:  # its pipe closed, so it is exiting; give it a moment to report its exit code
+            code: int | None = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = None
         return WorkerError(
             f"worker process {self.proc.pid} for {self.tag} exited (code {code}); its log is "
             f"above in the server output"

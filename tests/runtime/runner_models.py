@@ -46,6 +46,9 @@ class Doubler:
     def describe(self) -> str:
         return "doubler"
 
+    def crash(self) -> None:
+        os._exit(3)  # a segfault in native code, as far as the runner can tell
+
     def slow_describe(self) -> int:
         with self._lock:
             self._active += 1
@@ -61,4 +64,5 @@ SIGNATURES = {
     "pair": {"batchable": True},
     "describe": {},
     "slow_describe": {},
+    "crash": {},
 }

@@ -22,7 +22,7 @@ from runtime.config import BatchingConfig, RunnerConfig, ServerConfig
 from runtime.errors import NbentoError, SignatureError
 from runtime.handles import ModelHandle, runner, set_backend_resolver
 from runtime.runners import RunnerPool, method_settings, runner_app
-from runtime.workers import RemoteCallError
+from runtime.workers import RemoteCallError, WorkerError
 
 from .runner_models import SIGNATURES, Doubler
 
@@ -273,5 +273,19 @@ async def test_batching_off_sends_each_call_to_the_model_as_it_is() -> None:
         results = await asyncio.gather(*(handle.predict.async_run([i] * 50) for i in range(5)))
         assert results == [[2 * i] * 50 for i in range(5)]
         assert pool.status()["doubler"]["batchers"] == {}
+    finally:
+        await pool.aclose(10)
+
+
+async def test_a_crashed_worker_process_fails_its_call_and_is_replaced() -> None:
+    save_doubler()
+    handle = runner("doubler")
+    pool = RunnerPool(config("process"))
+    await pool.sync(service(handle))
+    set_backend_resolver(pool.resolver)
+    try:
+        with pytest.raises(WorkerError, match=r"exited \(code 3\)"):
+            await handle.crash.async_run()
+        assert await handle.predict.async_run([1, 2]) == [2, 4]
     finally:
         await pool.aclose(10)
