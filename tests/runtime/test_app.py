@@ -32,7 +32,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from runtime import api, runner
-from runtime.schema import NDArray
+from runtime.schema import NDArray, UploadedFile
 
 scaler = runner("scaler:latest")
 
@@ -71,6 +71,11 @@ def shout(text: str) -> str:
 @api
 def size(image: Image.Image) -> dict:
     return {"size": list(image.size), "mode": image.mode}
+
+
+@api
+def upload(doc: UploadedFile, note: str = "") -> dict:
+    return {"name": doc.filename, "type": doc.content_type, "size": len(doc.data), "note": note}
 
 
 @api
@@ -151,6 +156,17 @@ def test_text_and_image_inputs(server: ServerProcess) -> None:
     assert r.json() == {"size": [7, 5], "mode": "RGB"}
     r = post(server, "size", files={"photo": ("p.png", b"not an image", "image/png")})
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "image"
+
+
+def test_file_upload_with_form_fields(server: ServerProcess) -> None:
+    data = bytes(range(256)) * 10
+    r = post(server, "upload", files={"doc": ("blob.bin", data, "application/x-thing")},
+             data={"note": "hello"})
+    assert r.json() == {"name": "blob.bin", "type": "application/x-thing", "size": 2560, "note": "hello"}
+    r = post(server, "upload", files={"note": (None, "no file")})  # multipart, no file part
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "doc"
+    r = post(server, "upload", json={"note": "x"})
+    assert r.status_code == 415 and "multipart/form-data" in r.text
 
 
 def test_bad_input_bodies_name_the_field(server: ServerProcess) -> None:
@@ -257,6 +273,7 @@ def test_probes_status_and_openapi(server: ServerProcess) -> None:
     doc = httpx.get(f"{server.url}/openapi.json").json()
     assert set(doc["paths"]) == {
         "/double", "/adouble", "/total", "/arr", "/shout", "/size", "/pair", "/boom", "/square",
+        "/upload",
     }
     total = doc["paths"]["/total"]["post"]
     schema = total["requestBody"]["content"]["application/json"]["schema"]
