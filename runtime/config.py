@@ -1,7 +1,7 @@
-"""Every serving setting in one typed object. Sources, later ones winning: defaults here, a YAML
-file (`--config FILE` or env `NBENTO_CONFIG`), batching arguments given in code
-(`runner(..., batching=...)`, `@api(max_batch_size=...)`), then CLI flags. Documented in
-`docs/settings.md`."""
+"""Every serving setting in one typed object. Sources, later ones winning: defaults here,
+batching arguments given in code (`runner(..., batching=...)`, `@api(max_batch_size=...)`), the
+keys a YAML file writes (`--config FILE` or env `NBENTO_CONFIG`), env `NBENTO_RUNNER_MAP`, then
+CLI flags and `--set`. Documented in `docs/settings.md`."""
 
 from __future__ import annotations
 
