@@ -150,9 +150,13 @@ def render_module(cells: Sequence[CapturedCell], service_name: str) -> str:
     return "".join(parts)
 
 
+SAMPLE_PREFIX = "# kernel only: "
+
+
 def _without_sample_calls(source: str) -> str:
-    """An api cell minus its top-level expression statements: `classify(["sample"])` tries the
-    endpoint in the kernel, but must not run (and call models) when the server imports it."""
+    """An api cell with its top-level expression statements commented out: `classify(["x"])`
+    tries the endpoint in the kernel, but must not run (and call models) when the server
+    imports it. Commenting keeps the module's lines aligned with the cell's for messages."""
     tree = ast.parse(source)
     drop: set[int] = set()
     for node in tree.body:
@@ -163,7 +167,35 @@ def _without_sample_calls(source: str) -> str:
     if not drop:
         return source
     lines = source.splitlines(keepends=True)
-    return "".join(line for number, line in enumerate(lines, 1) if number not in drop)
+    return "".join(
+        SAMPLE_PREFIX + line if number in drop else line for number, line in enumerate(lines, 1)
+    )
+
+
+_BLOCK = re.compile(r"^# ---- .* \(cell (?P<cell_id>.+)\) ----$")
+
+
+def cell_line(cells: Sequence[CapturedCell], module_text: str, line: int) -> tuple[CapturedCell, int] | None:
+    """Map a line of the rendered module back to (captured cell, line in that notebook cell),
+    so errors the server reports in service.py can be shown where the user edits."""
+    lines = module_text.splitlines()
+    if not 1 <= line <= len(lines):
+        return None
+    by_id = {c.cell_id: c for c in cells}
+    for number in range(line, 0, -1):
+        match = _BLOCK.match(lines[number - 1])
+        if match is None:
+            continue
+        cell = by_id.get(match.group("cell_id"))
+        if cell is None or number == line:
+            return None
+        source_lines = cell.source.splitlines()
+        leading = next((i for i, text in enumerate(source_lines) if text.strip()), 0)
+        body_line = line - number + leading
+        if body_line > len(source_lines):
+            return None  # the registration line after the cell's code
+        return cell, body_line + cell.line_offset
+    return None
 
 
 def runner_tags(module_text: str) -> list[dict[str, str]]:

@@ -25,6 +25,7 @@ from runtime.errors import NbentoError
 from .capture import (
     CapturedCell,
     CaptureError,
+    cell_line,
     check_cell,
     find_free_names,
     runner_tags,
@@ -245,7 +246,21 @@ class NbentoMagics(Magics):
                       f"(log: {server.log_path})")
         else:
             say_error("the server could not load the new code and keeps serving the previous "
-                      "version:\n  " + describe_error(outcome.error))
+                      "version:\n  " + self.describe_error(outcome.error))
+
+    def describe_error(self, error: dict[str, Any] | None) -> str:
+        """A server-side import error, pointed at the notebook cell and line when it is in
+        the generated module."""
+        if error and error.get("line") and str(error.get("file") or "").endswith("service.py"):
+            module = self.state.folder / "service.py"
+            try:
+                found = cell_line(self.state.ordered(), module.read_text(), int(error["line"]))
+            except (OSError, ValueError):
+                found = None
+            if found is not None:
+                cell, line = found
+                return f"{cell.label} line {line}: {error.get('message')}"
+        return describe_error(error)
 
 
 def describe_error(error: dict[str, Any] | None) -> str:
@@ -341,7 +356,7 @@ def _status(magics: NbentoMagics, args: list[str]) -> dict[str, Any] | None:
           f"last reload {status.get('last_reload_ms') or '-'} ms\nrunners: {runners}")
     if status.get("last_error"):
         print("last reload failed, still serving the previous version:\n  "
-              + describe_error(status["last_error"]), file=sys.stderr)
+              + magics.describe_error(status["last_error"]), file=sys.stderr)
     return None
 
 

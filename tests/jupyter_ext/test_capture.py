@@ -15,6 +15,7 @@ from jupyter_ext.capture import (
     CaptureError,
     build_service,
     capture_notebook,
+    cell_line,
     render_module,
 )
 from runtime.cli import main as cli_main
@@ -50,7 +51,8 @@ def test_magic_cells_render_in_notebook_order_with_registration(tmp_path: Path) 
     assert text.index("def clean") < text.index("def classify")
     assert "_nbento_api(classify, name='classify', max_batch_size=8)" in text
     assert "model\n" not in text.split("SERVICE_NAME")[1]  # the model cell stays out
-    assert 'classify(["Try"])' not in text  # the sample call runs only in the kernel
+    # The sample call runs only in the kernel; commented out, the module keeps the cell's lines.
+    assert '\nclassify(["Try"])' not in text and '# kernel only: classify(["Try"])' in text
     assert "SERVICE_NAME = 'my_tickets'" in text
 
 
@@ -64,6 +66,21 @@ def test_tags_and_metadata_capture_like_magic_lines(tmp_path: Path) -> None:
     ])
     a, b = capture_notebook(magic), capture_notebook(tagged)
     assert render_module(a.cells, "svc") == render_module(b.cells, "svc")
+
+
+def test_module_lines_map_back_to_notebook_cells(tmp_path: Path) -> None:
+    nb = write_nb(tmp_path / "n.ipynb", [new_code_cell(PRE), new_code_cell("%%nbento api classify\n\nX = 1\nclassify(['a'])\ndef classify(texts: list[str]) -> dict:\n    return {'labels': clean(texts) + missing}\n")])
+    capture = capture_notebook(nb)
+    text = render_module(capture.cells, "svc")
+    lines = text.splitlines()
+    missing_at = next(i for i, line in enumerate(lines, 1) if "+ missing" in line)
+    cell, line = cell_line(capture.cells, text, missing_at) or (None, 0)
+    assert cell is not None and cell.cell_id == "c1" and line == 6  # line 6 of the notebook cell
+    clf_at = next(i for i, line in enumerate(lines, 1) if "runner(" in line)
+    assert cell_line(capture.cells, text, clf_at) == (capture.cells[0], 3)
+    registration = next(i for i, line in enumerate(lines, 1) if line.startswith("_nbento_api("))
+    assert cell_line(capture.cells, text, registration) is None
+    assert cell_line(capture.cells, text, 1) is None
 
 
 def test_bad_capture_arguments_name_the_cell(tmp_path: Path) -> None:

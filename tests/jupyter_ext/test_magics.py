@@ -46,7 +46,7 @@ def test_api_cell_runs_in_kernel_and_is_captured(ip: Any, tmp_path: Path, capsys
     assert "{'labels': ['hi']}" in capsys.readouterr().out  # the sample call showed its value
     text = module_text(tmp_path)
     assert "def clean" in text and "_nbento_api(classify, name='classify')" in text
-    assert "classify(['Hi'])" not in text
+    assert "\nclassify(['Hi'])" not in text
 
 
 def test_rerun_replaces_and_removing_the_magic_drops(ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
