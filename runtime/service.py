@@ -209,17 +209,9 @@ def load_service(source: str | Path | ServiceSource) -> Service:
 
 
 def as_source(target: str | Path | ServiceSource) -> ServiceSource:
-    """`resolve_source`, except that a dotted module name (`pkg.api`) that is not a file is
-    taken as a module (resolve_source reads its dot as a file suffix)."""
+    """A `ServiceSource` as given, or resolved from what the user named."""
     if isinstance(target, ServiceSource):
         return target
-    text = str(target)
-    parts = text.split(".")
-    if (
-        isinstance(target, str) and not Path(text).exists() and len(parts) > 1
-        and all(part.isidentifier() for part in parts) and parts[-1] not in ("py", "ipynb")
-    ):
-        return ServiceSource(module=text)
     return resolve_source(target)
 
 

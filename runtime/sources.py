@@ -66,6 +66,8 @@ def resolve_source(target: str | Path) -> ServiceSource:
         if not path.exists():
             raise ServiceLoadError(f"no such file: {path}")
         return ServiceSource(path=path.resolve(), watch=[path.resolve()], origin=path)
+    if not path.exists() and _is_module_name(str(target)):
+        return ServiceSource(module=str(target), origin=None)
     if path.suffix:
         if not path.exists():
             raise ServiceLoadError(f"no such file: {path}")
@@ -74,7 +76,10 @@ def resolve_source(target: str | Path) -> ServiceSource:
             hint = " (install nbento[jupyter] to read notebooks)" if path.suffix == ".ipynb" else ""
             raise ServiceLoadError(f"don't know how to serve a {path.suffix} file: {path}{hint}")
         return loader(path)
-    text = str(target)
-    if text.replace(".", "").replace("_", "").isalnum():
-        return ServiceSource(module=text, origin=None)
     raise ServiceLoadError(f"no service at {target!r}: not a folder, .py file, notebook or module")
+
+
+def _is_module_name(text: str) -> bool:
+    """`pkg.api` or `app` names a module; `x.py` and `x.ipynb` name files."""
+    parts = text.split(".")
+    return all(part.isidentifier() for part in parts) and parts[-1] not in ("py", "ipynb")
