@@ -401,12 +401,13 @@ def _name(magics: NbentoMagics, args: list[str]) -> None:
     from runtime.tags import validate_name
 
     ns = parse_command("name", args)
-    magics.state.explicit_name = validate_name(ns.name, "service name")
+    name = validate_name(ns.name, "service name")
     if ns.notebook:
         path = Path(ns.notebook).expanduser().resolve()
         if not path.is_file():
             raise CommandArgsError(f"no such notebook: {path}")
         magics.state.explicit_notebook = path
+    magics.state.explicit_name = name
     print(f"service {magics.state.service_name}: files go to {magics.state.folder}")
 
 

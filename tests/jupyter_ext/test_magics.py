@@ -177,3 +177,19 @@ def test_build_and_export_k8s_from_the_notebook(ip: Any, tmp_path: Path, capsys:
     shell.run_cell(f"%nbento export k8s --out {tmp_path / 'k8s'}")
     assert "kustomization.yaml" in capsys.readouterr().out
     assert (tmp_path / "k8s" / "kustomization.yaml").is_file()
+
+
+def test_name_sets_the_service_and_notebook(ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shell, magics = ip
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    nbformat.write(new_notebook(cells=[]), str(nb_dir / "Other Name.ipynb"))
+    shell.run_cell(f"%nbento name tickets_v2 --notebook '{nb_dir / 'Other Name.ipynb'}'")
+    assert f"files go to {nb_dir / '.nbento' / 'tickets_v2'}" in capsys.readouterr().out
+    shell.run_cell(API.replace("clean(texts)", "texts"), cell_id="a")
+    assert (nb_dir / ".nbento" / "tickets_v2" / "service.py").is_file()
+    shell.run_cell("%nbento name Bad/Name")
+    assert "invalid service name" in capsys.readouterr().err
+    shell.run_cell("%nbento name ok --notebook /no/such.ipynb")
+    assert "no such notebook" in capsys.readouterr().err
+    assert magics.state.service_name == "tickets_v2"  # unchanged by the failed command
