@@ -89,7 +89,10 @@ class NbentoMagics(Magics):
         if key and key in self.state.cells:
             removed = self.state.drop(key)
             print(f"nbento: {removed.label if removed else key} is no longer captured")
-            self._publish(time.perf_counter())
+            try:
+                self._publish(time.perf_counter())
+            except NbentoError as exc:
+                say_error(str(exc))
 
     # ---- the magic ----------------------------------------------------------------------
 
@@ -104,7 +107,7 @@ class NbentoMagics(Magics):
             return None
 
     def _line(self, line: str) -> Any:
-        words = shlex.split(line)
+        words = _split_command(line)
         if not words or words[0] in ("help", "-h", "--help"):
             print(self.help_text())
             return None
@@ -261,6 +264,21 @@ class NbentoMagics(Magics):
                 cell, line = found
                 return f"{cell.label} line {line}: {error.get('message')}"
         return describe_error(error)
+
+
+def _split_command(line: str) -> list[str]:
+    """Shell-like words; for `call API JSON` the JSON is the raw rest of the line (quotes
+    around it optional), so apostrophes inside it need no escaping."""
+    parts = line.strip().split(None, 2)
+    if len(parts) == 3 and parts[0] == "call":
+        body = parts[2].strip()
+        if len(body) >= 2 and body[0] == body[-1] and body[0] in "'\"":
+            body = body[1:-1]
+        return [parts[0], parts[1], body]
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise CommandArgsError(f"cannot read the command line ({exc}): {line}") from None
 
 
 def describe_error(error: dict[str, Any] | None) -> str:

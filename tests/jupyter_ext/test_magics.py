@@ -193,3 +193,15 @@ def test_name_sets_the_service_and_notebook(ip: Any, tmp_path: Path, capsys: pyt
     shell.run_cell("%nbento name ok --notebook /no/such.ipynb")
     assert "no such notebook" in capsys.readouterr().err
     assert magics.state.service_name == "tickets_v2"  # unchanged by the failed command
+
+
+def test_call_takes_the_json_as_the_rest_of_the_line() -> None:
+    from jupyter_ext.command_args import CommandArgsError
+    from jupyter_ext.magics import _split_command
+
+    body = '{"texts": ["it\'s broken"]}'
+    assert _split_command(f"call classify '{body}'") == ["call", "classify", body]
+    assert _split_command(f"call classify {body}") == ["call", "classify", body]
+    assert _split_command("serve --port 3001") == ["serve", "--port", "3001"]
+    with pytest.raises(CommandArgsError, match="No closing quotation"):
+        _split_command("stop 'x")
