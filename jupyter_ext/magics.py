@@ -239,6 +239,9 @@ class NbentoMagics(Magics):
         watching = server is not None and server.running and server.reload
         before = server.status() if server is not None and watching else None
         written = self.state.write()
+        if server is not None and server.running and not server.reload and written.changed:
+            print(f"the server at {server.url} runs without reload; %nbento stop and "
+                  f"%nbento serve to serve this change")
         if server is None or not watching or not written.changed:
             return
         outcome = server.wait_for_reload(written.sha256, before, started=started)
