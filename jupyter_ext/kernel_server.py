@@ -110,11 +110,15 @@ class KernelServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.log_path.unlink(missing_ok=True)  # the log of this run only
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it after fork
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # Run where the notebook's kernel runs (`<notebook dir>` for `.nbento/<service>/`), with
+        # that folder importable, so `import mylib` next to the notebook works in both.
+        workdir = self.folder.parent.parent if self.folder.parent.name == ".nbento" else self.folder
+        paths = [str(workdir), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(paths))
         try:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=env, cwd=str(self.folder),
+                start_new_session=True, env=env, cwd=str(workdir),
             )
         finally:
             log.close()

@@ -154,3 +154,20 @@ def test_a_port_taken_after_the_check_moves_to_the_next_free_one(tmp_path: Path)
         server.stop()
         taken.close()
     assert port_is_free(server.url)
+
+
+def test_modules_next_to_the_notebook_are_importable_in_the_server(tmp_path: Path) -> None:
+    (tmp_path / "ticket_rules.py").write_text("def shout(text):\n    return text.upper()\n")
+    folder = tmp_path / ".nbento" / "svc"
+    folder.mkdir(parents=True)
+    (folder / "service.py").write_text(
+        "from runtime import api\nfrom ticket_rules import shout\n\n\n"
+        "@api\ndef echo(text: str) -> dict:\n    return {'said': shout(text)}\n"
+    )
+    server = KernelServer(folder, port=free_port(3930))
+    try:
+        server.start(timeout=60, port_tries=3)
+        response = httpx.post(f"{server.url}/echo", json={"text": "hi"}, trust_env=False)
+        assert response.json() == {"said": "HI"}
+    finally:
+        server.stop()
