@@ -228,8 +228,7 @@ class NbentoMagics(Magics):
         captured_ids = {c.cell_id for c in captured}
         others = [c for c in in_file if c.cell_id not in captured_ids]
         for free in find_free_names(captured, others):
-            if free.name in self.ip.user_ns or not free.defined_in:
-                print(f"nbento: warning: {free.message}", file=sys.stderr)
+            print(f"nbento: warning: {free.message}", file=sys.stderr)
 
     def _publish(self, started: float) -> None:
         """Write the module; with a reloading server up, wait until it serves the new code."""
@@ -331,6 +330,7 @@ def _serve(magics: NbentoMagics, args: list[str]) -> None:
     if magics.server is not None and magics.server.running:
         print(f"already serving at {magics.server.url} (stop it with %nbento stop)")
         return
+    magics._warn_free_names()  # before serving: the server would fail on these names
     state.write()
     port = ns.port if ns.port is not None else free_port()
     server = KernelServer(state.folder, port=port, reload=ns.reload)
