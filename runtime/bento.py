@@ -450,12 +450,13 @@ def _config_yaml(config: ServerConfig, runners: list[BentoRunner]) -> str:
 
 
 def _describe_apis(service: Service) -> list[BentoApi]:
-    from .api_schema import api_schemas
+    from .openapi import api_io_schemas
+    from .schema import ApiSchema
 
     described = []
     for name, spec in sorted(service.apis.items()):
         try:
-            input_schema, output_schema = api_schemas(spec)
+            input_schema, output_schema = api_io_schemas(ApiSchema(spec))
         except TypeError as exc:  # a signature the server could not serve either
             raise BuildError(f"API '{name}' cannot be described: {exc}") from exc
         described.append(
@@ -474,9 +475,9 @@ def _describe_apis(service: Service) -> list[BentoApi]:
 
 
 def _openapi_document(service: Service, apis: list[BentoApi]) -> dict[str, Any]:
-    from .api_schema import openapi_document
+    from .openapi import service_openapi
 
-    return openapi_document(service, apis)
+    return service_openapi(service)
 
 
 def _copy_out(bento: Bento, output: Path) -> None:

@@ -32,19 +32,19 @@ _ERROR = {
 }
 
 
-def _schema(annotation: Any, components: dict[str, Any]) -> dict[str, Any]:
+def _schema(annotation: Any, components: dict[str, Any], ref: str = _REF) -> dict[str, Any]:
     try:
-        schema = TypeAdapter(annotation).json_schema(ref_template=_REF)
+        schema = TypeAdapter(annotation).json_schema(ref_template=ref)
     except Exception:  # an annotation pydantic cannot describe: leave it open
         return {}
     components.update(schema.pop("$defs", {}))
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         components[annotation.__name__] = schema  # named models are shown by name in /docs
-        return {"$ref": _REF.format(model=annotation.__name__)}
+        return {"$ref": ref.format(model=annotation.__name__)}
     return schema
 
 
-def _param_schema(p: Param, components: dict[str, Any]) -> dict[str, Any]:
+def _param_schema(p: Param, components: dict[str, Any], ref: str = _REF) -> dict[str, Any]:
     if p.kind == "ndarray":
         assert p.array is not None
         dims = len(p.array.shape) if p.array.shape is not None else 1
@@ -54,15 +54,22 @@ def _param_schema(p: Param, components: dict[str, Any]) -> dict[str, Any]:
         return {**item, "description": p.array.describe()}
     if p.kind in ("image", "file"):
         return {"type": "string", "format": "binary"}
-    return _schema(p.annotation, components)
+    return _schema(p.annotation, components, ref)
 
 
-def _request_body(schema: ApiSchema, components: dict[str, Any]) -> dict[str, Any]:
+def _request_body(schema: ApiSchema, components: dict[str, Any], ref: str = _REF) -> dict[str, Any]:
     content: dict[str, Any] = {}
     single = schema.single
     if single is not None:
-        body = _param_schema(single, components)
-        if single.kind in ("json", "text", "ndarray"):
+        body = _param_schema(single, components, ref)
+        if schema.wrapped_model is not None or single.kind == "ndarray":
+            # canonical form: an object naming the parameter ({"texts": [...]}); the bare
+            # value is accepted too (docs/apis.md)
+            content["application/json"] = {"schema": {
+                "type": "object", "properties": {single.name: body}, "required": [single.name],
+                "additionalProperties": False,
+            }}
+        elif single.kind in ("json", "text"):
             content["application/json"] = {"schema": body}
         if single.kind == "text":
             content["text/plain"] = {"schema": {"type": "string"}}
@@ -77,7 +84,7 @@ def _request_body(schema: ApiSchema, components: dict[str, Any]) -> dict[str, An
                 "schema": {"type": "object", "properties": {single.name: body}, "required": [single.name]}
             }
     else:
-        properties = {p.name: _param_schema(p, components) for p in schema.params}
+        properties = {p.name: _param_schema(p, components, ref) for p in schema.params}
         required = [p.name for p in schema.params if p.required]
         obj = {"type": "object", "properties": properties, "required": required}
         if schema.file_params:
@@ -87,13 +94,13 @@ def _request_body(schema: ApiSchema, components: dict[str, Any]) -> dict[str, An
     return {"required": True, "content": content}
 
 
-def _response(schema: ApiSchema, components: dict[str, Any]) -> dict[str, Any]:
+def _response(schema: ApiSchema, components: dict[str, Any], ref: str = _REF) -> dict[str, Any]:
     returns = schema.returns
     if returns is str:
         return {"text/plain": {"schema": {"type": "string"}}}
     if returns is bytes:
         return {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
-    return {"application/json": {"schema": _schema(returns, components)}}
+    return {"application/json": {"schema": _schema(returns, components, ref)}}
 
 
 def build_openapi(app: FastAPI, host: ServiceHost) -> dict[str, Any]:
@@ -140,6 +147,12 @@ def service_openapi(service: Service, schemas: list[ApiSchema] | None = None) ->
                 },
             }
         }
+    for probe, what in (
+        ("/livez", "the process is alive"),
+        ("/readyz", "every runner has loaded its model (503 until then)"),
+        ("/metrics", "Prometheus metrics"),
+    ):
+        paths[probe] = {"get": {"summary": what, "responses": {"200": {"description": "ok"}}}}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -150,3 +163,17 @@ def service_openapi(service: Service, schemas: list[ApiSchema] | None = None) ->
         "paths": paths,
         "components": {"schemas": components},
     }
+
+
+def api_io_schemas(schema: ApiSchema) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(input, output) JSON schemas of one API, self-contained (`$defs` inside), as the
+    server's OpenAPI document describes them; for `bento.yaml`."""
+    defs: dict[str, Any] = {}
+    ref = "#/$defs/{model}"
+    body = _request_body(schema, defs, ref)["content"]
+    response = _response(schema, defs, ref)
+    input_schema = dict(next(iter(body.values()))["schema"])
+    output_schema = dict(next(iter(response.values()))["schema"])
+    if defs:
+        input_schema["$defs"] = output_schema["$defs"] = defs
+    return input_schema, output_schema

@@ -210,6 +210,16 @@ class ApiSchema:
                 f"{spec.name}_request", __config__=ConfigDict(extra="forbid"), **fields
             )
         self.file_params = [p for p in self.params if p.kind in ("image", "file")]
+        # `{"texts": [...]}` for a single `texts: list[str]`: the canonical body (the field
+        # name says what the value is), decoded in one pass. Only for parameters that cannot
+        # themselves be an object, so the bare-value reading never clashes with it.
+        self.wrapped_model: type[BaseModel] | None = None
+        single = self.single
+        if single is not None and single.kind in ("json", "text") and _wrappable(single):
+            self.wrapped_model = create_model(
+                f"{spec.name}_body", __config__=ConfigDict(extra="forbid"),
+                **{single.name: (single.annotation, ...)},  # type: ignore[call-overload]
+            )
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -257,13 +267,15 @@ class ApiSchema:
                 raise RequestError(400, "invalid_body", p.name, f"text is not UTF-8: {exc}") from None
         if p.kind in ("json", "text") and is_json:
             assert p.adapter is not None
+            wrapped = self.wrapped_model
             try:
+                if wrapped is not None and body.lstrip().startswith(b"{"):
+                    return getattr(wrapped.model_validate_json(body), p.name)
                 return p.adapter.validate_json(body)
             except ValidationError as exc:
-                unwrapped = self._unwrap(p, body)
-                if unwrapped is not _MISSING:
-                    return unwrapped
-                raise RequestError.from_validation(exc, (p.name,)) from None
+                raise RequestError.from_validation(
+                    exc, () if wrapped is not None and body.lstrip().startswith(b"{") else (p.name,)
+                ) from None
         if p.kind == "ndarray":
             assert p.array is not None
             if media == "application/octet-stream" or media == "application/x-npy":
@@ -278,25 +290,6 @@ class ApiSchema:
         if p.kind == "file" and not is_json:
             return _file_value(p, UploadedFile(None, media, body))
         raise RequestError(415, "unsupported_media_type", p.name, _media_hint(p, media))
-
-    def _unwrap(self, p: Param, body: bytes) -> Any:
-        """`{"texts": [...]}` for a single `texts: list[str]` parameter is accepted too, when the
-        parameter itself cannot be an object (so the two readings never clash)."""
-        if not body.lstrip().startswith(b"{") or p.adapter is None:
-            return _MISSING
-        schema_type = p.adapter.json_schema().get("type")
-        if schema_type in (None, "object"):
-            return _MISSING
-        try:
-            value = json.loads(body)
-        except ValueError:
-            return _MISSING
-        if not (isinstance(value, dict) and set(value) == {p.name}):
-            return _MISSING
-        try:
-            return p.adapter.validate_python(value[p.name])
-        except ValidationError as exc:
-            raise RequestError.from_validation(exc, (p.name,)) from None
 
     async def _decode_form(self, content_type: str, body: bytes) -> dict[str, Any]:
         from starlette.datastructures import UploadFile
@@ -371,8 +364,6 @@ class ApiSchema:
         return pydantic_core.to_json(value, fallback=_json_fallback), "application/json"
 
 
-_MISSING = object()
-
 
 def _json_fallback(value: Any) -> Any:
     if isinstance(value, np.ndarray):
@@ -420,3 +411,14 @@ def _media_hint(p: Param, media: str) -> str:
         "file": "application/octet-stream or multipart/form-data with one file",
     }[p.kind]
     return f"parameter '{p.name}' takes {wanted}, not {media}"
+
+
+def _wrappable(p: Param) -> bool:
+    """A parameter whose JSON form is not an object (list, string, number)."""
+    if p.adapter is None:
+        return False
+    try:
+        kind = p.adapter.json_schema().get("type")
+    except Exception:
+        return False
+    return kind not in (None, "object")

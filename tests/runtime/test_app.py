@@ -273,7 +273,7 @@ def test_probes_status_and_openapi(server: ServerProcess) -> None:
     doc = httpx.get(f"{server.url}/openapi.json").json()
     assert set(doc["paths"]) == {
         "/double", "/adouble", "/total", "/arr", "/shout", "/size", "/pair", "/boom", "/square",
-        "/upload",
+        "/upload", "/livez", "/readyz", "/metrics",
     }
     total = doc["paths"]["/total"]["post"]
     schema = total["requestBody"]["content"]["application/json"]["schema"]

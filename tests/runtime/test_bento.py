@@ -70,7 +70,12 @@ def test_build_writes_the_bento_tree(toy: Path, nbento_home: Path) -> None:
     assert info["nbento_version"] == metadata.version("nbento")
     assert info["python_version"] == f"{sys.version_info.major}.{sys.version_info.minor}"
     assert info["apis"][0]["name"] == "classify"
-    assert info["apis"][0]["input_schema"] == {"items": {"type": "string"}, "type": "array"}
+    assert info["apis"][0]["input_schema"] == {
+        "type": "object",
+        "properties": {"texts": {"items": {"type": "string"}, "type": "array"}},
+        "required": ["texts"],
+        "additionalProperties": False,
+    }
     runner = info["runners"][0]
     assert runner["model_tag"] == str(model.tag)
     assert runner["methods"]["predict"]["batchable"] is True
