@@ -43,7 +43,8 @@ class RunnerConfig(_Strict):
     methods: dict[str, BatchingConfig] = Field(default_factory=dict)
     # Non-batchable methods run this many calls at once per worker.
     max_concurrency: int = Field(1, ge=1)
-    workers: int = Field(1, ge=1)
+    # Worker threads/processes of the runner; None: one per core (each with one torch thread).
+    workers: int | None = Field(None, ge=1)
     threads: int | None = Field(None, ge=1, description="torch/BLAS threads per worker")
     # Where model compute runs: worker threads of the server process, or worker processes
     # (arguments then travel in the runtime.wire format). Measured in docs/batching.md.

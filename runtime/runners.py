@@ -62,12 +62,11 @@ def choose_workers(model_ref: Any, config: RunnerConfig) -> Workers:
     """Thread or process workers for a model; see docs/batching.md for the measurements."""
     # Threads of all workers add up to the cores: oversubscribed torch threads stall at every
     # intra-op barrier (docs/batching.md has the numbers).
-    threads = config.threads or max(1, available_cores() // config.workers)
+    workers = config.workers or available_cores()
+    threads = config.threads or max(1, available_cores() // workers)
     if config.isolation == "process":
-        return ProcessWorkers(str(model_ref.tag), workers=config.workers, threads=threads)
-    return ThreadWorkers(
-        model_ref, workers=config.workers, threads=threads, calls=config.max_concurrency
-    )
+        return ProcessWorkers(str(model_ref.tag), workers=workers, threads=threads)
+    return ThreadWorkers(model_ref, workers=workers, threads=threads, calls=config.max_concurrency)
 
 
 class Runner:

@@ -125,7 +125,7 @@ async def test_sync_call_on_the_event_loop_says_to_use_async_run() -> None:
 async def test_non_batchable_methods_run_one_call_at_a_time_per_worker() -> None:
     save_doubler()
     handle = runner("doubler")
-    pool = RunnerPool(config())
+    pool = RunnerPool(config(workers=1))
     await pool.sync(service(handle))
     set_backend_resolver(pool.resolver)
     try:
@@ -133,7 +133,7 @@ async def test_non_batchable_methods_run_one_call_at_a_time_per_worker() -> None
         assert max(seen) == 1
     finally:
         await pool.aclose(10)
-    pool = RunnerPool(config(max_concurrency=4))
+    pool = RunnerPool(config(workers=1, max_concurrency=4))
     await pool.sync(service(handle))
     set_backend_resolver(pool.resolver)
     try:
