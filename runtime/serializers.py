@@ -232,7 +232,7 @@ _lock = threading.Lock()
 
 def register_serializer(serializer: Serializer) -> Serializer:
     """Add an adapter, tried before every earlier one; a new one with an existing name replaces
-    it. Returns the adapter, so it can decorate an instance-producing call."""
+    it. Returns the adapter: `TORCH = register_serializer(TorchSerializer())`."""
     if not isinstance(serializer, Serializer):
         raise SerializationError(
             f"{serializer!r} is not a serializer: it needs name, framework, matches(), save() "
