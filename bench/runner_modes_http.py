@@ -60,9 +60,20 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) ->
 
 def wrk(url: str, seconds: float) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t1", "-c80", f"-d{round(seconds)}s", "--latency", "-s",
-         str(SCENARIO / "post.lua"), f"{url}/classify"],
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
+        [
+            "wrk",
+            "-t1",
+            "-c80",
+            f"-d{round(seconds)}s",
+            "--latency",
+            "-s",
+            str(SCENARIO / "post.lua"),
+            f"{url}/classify",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
     ).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRKJSON"))
     return json.loads(line.split(" ", 1)[1])
@@ -76,8 +87,14 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="nbento-modes-"))
     env = {**os.environ, "NBENTO_HOME": str(work / "home"), "TOKENIZERS_PARALLELISM": "false"}
-    subprocess.run([sys.executable, "nbento_setup.py"], cwd=SCENARIO, env=env, check=True,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "nbento_setup.py"],
+        cwd=SCENARIO,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     layouts = []
     for item in args.layouts.split(","):
         isolation, shape = item.split(":")
@@ -88,13 +105,26 @@ def main() -> None:
         for item, isolation, workers, threads in layouts:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
-            config = write_config(work / f"{item.replace(':', '-')}.yaml", isolation, workers,
-                                  threads)
+            config = write_config(
+                work / f"{item.replace(':', '-')}.yaml", isolation, workers, threads
+            )
             log = open(work / f"{item.replace(':', '-')}.log", "ab")  # noqa: SIM115
             proc = subprocess.Popen(
-                [sys.executable, "-m", "runtime", "serve", "nbento_service.py", "--port",
-                 str(port), "--config", str(config)],
-                cwd=SCENARIO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "runtime",
+                    "serve",
+                    "nbento_service.py",
+                    "--port",
+                    str(port),
+                    "--config",
+                    str(config),
+                ],
+                cwd=SCENARIO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
             try:
                 wait_ready(url, proc)
@@ -121,8 +151,11 @@ def main() -> None:
         p95 = [r["p95"] / 1000 for r in runs]
         bad = sum(r["requests"] - r["statuses"].get("200", 0) + r["connect"] for r in runs)
         slow = sum(r["timeout"] for r in runs)
-        print(f"| {item} | {statistics.median(ok):.1f} ({' / '.join(f'{v:.0f}' for v in ok)}) | "
-              f"{statistics.median(p95):.0f} | {bad} | {slow} |")
+        print(
+            f"| {item} | {statistics.median(ok):.1f} ({' / '.join(f'{v:.0f}' for v in ok)}) | "
+            f"{statistics.median(p95):.0f} | {bad} | {slow} |"
+        )
+
 
 if __name__ == "__main__":
     main()
