@@ -67,7 +67,7 @@ class ServerConfig(_Strict):
     access_log: bool = True
     # Threads that run sync API functions; a blocked call waits on its batch, so this bounds
     # how many requests can be in one batch at once.
-    api_threads: int = Field(64, ge=1)
+    api_threads: int = Field(128, ge=1)
     # Connections + requests served at once before uvicorn answers 503 (None: no limit).
     limit_concurrency: int | None = Field(None, ge=1)
 

@@ -61,6 +61,12 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def quiet_model_libraries() -> None:
+    """sentence-transformers draws a tqdm bar on every `encode` when its logger is at INFO: in a
+    server that is a log line and CPU per batch."""
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """One format for nbento's and uvicorn's lines, on stderr (the URL goes to stdout)."""
     root = logging.getLogger()
@@ -71,6 +77,7 @@ def setup_logging(level: int = logging.INFO) -> None:
         root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # we log each reload ourselves
+    quiet_model_libraries()
 
 
 def serve(
