@@ -47,6 +47,7 @@ from harness import (  # noqa: E402
     cpu_delta,
     free_port,
     histogram_mean,
+    http,
     machine_busy_seconds,
     run_wrk,
     scrape,
@@ -54,7 +55,8 @@ from harness import (  # noqa: E402
 from report import Row, table, target_verdict, write_section  # noqa: E402
 
 PROBE = {"texts": ["my package has not arrived yet"]}
-CEILING = "in-process ceiling (2 threads)"
+CEILING = "in-process ceiling (1 caller x 2 torch threads)"
+CEILING_2X1 = "in-process, 2 callers x 1 torch thread"
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,11 @@ class Bench:
     log: Callable[[str], None]
 
     def measure_server(self, server: Server, row: Row, metric_filter: str | None,
-                       metric: str = "nbento_runner_batch_size") -> Row:
-        """Start, wait, warm up, measure one wrk run, stop. Failures land in `row.error`."""
+                       metric: str = "nbento_runner_batch_size", *,
+                       single_process: bool = True) -> Row:
+        """Start, wait, warm up, measure one wrk run, stop. Failures land in `row.error`.
+        `single_process`: the server's own main thread runs its event loop (not a supervisor),
+        so its CPU is the HTTP layer's share."""
         url = f"{server.base}/classify"
         try:
             try:
@@ -176,9 +181,9 @@ class Bench:
             wall = time.monotonic() - t0
             cpu_after, busy_after = server.cpu_seconds(), machine_busy_seconds()
             main_cpu = server.main_thread_cpu() - main_before
+            metrics_after = scrape(f"{server.base}/metrics") if metric_filter is not None else {}
             if metric_filter is not None:
-                row.mean_batch = histogram_mean(metrics_before, scrape(f"{server.base}/metrics"),
-                                                metric, metric_filter)
+                row.mean_batch = histogram_mean(metrics_before, metrics_after, metric, metric_filter)
             server_cpu = cpu_delta(cpu_before, cpu_after)
             row.ok_rps, row.non2xx, row.socket_errors = result.ok_rps, result.non2xx, result.socket_errors
             row.p50, row.p95, row.p99 = result.p50_ms, result.p95_ms, result.p99_ms
@@ -186,7 +191,10 @@ class Bench:
             row.cpu_cores = server_cpu / wall
             ok = result.requests - result.non2xx
             row.cpu_ms_per_ok = 1000 * server_cpu / ok if ok else None
-            if ok and server_cpu > 0:
+            if metric_filter and metric.startswith("nbento"):
+                workers = runner_workers(server.base)
+                row.notes.extend(nbento_time_split(metrics_before, metrics_after, wall, workers))
+            if ok and server_cpu > 0 and single_process:
                 row.notes.append(
                     f"main (event-loop) thread {1000 * main_cpu / ok:.2f} CPU ms per OK request, "
                     f"{100 * main_cpu / server_cpu:.0f}% of the server's CPU"
@@ -199,10 +207,11 @@ class Bench:
         self.log(f"  -> {row}")
         return row
 
-    def ceiling(self) -> tuple[dict[str, float], dict[str, float]]:
+    def ceiling(self, parallel: int, threads: int) -> tuple[dict[str, float], dict[str, float]]:
         seconds = max(5.0, min(self.duration / 2, 15.0))
         done = subprocess.run(
-            [sys.executable, str(SCENARIO / "ceiling.py"), "--seconds", str(seconds), "--threads", "2"],
+            [sys.executable, str(SCENARIO / "ceiling.py"), "--seconds", str(seconds),
+             "--threads", str(threads), "--parallel", str(parallel)],
             env=base_env(), cwd=SCENARIO, capture_output=True, text=True, timeout=600, check=False,
         )
         if done.returncode != 0:
@@ -242,7 +251,43 @@ class Bench:
         server = Server(f"bentoml {setting.label}", argv, port, SCENARIO, env,
                         WORK / "logs" / f"bentoml-{setting.key.replace(':', '-')}.log")
         row = Row(f"BentoML {BENTOML_VERSION}", setting.label, setting.ceiling_key)
-        return self.measure_server(server, row, "", metric="adaptive_batch_size")
+        return self.measure_server(server, row, "", metric="adaptive_batch_size",
+                                   single_process=False)
+
+
+def runner_workers(base: str) -> dict[str, int]:
+    """Worker count per runner, from nbento's /readyz body (`runners.NAME.workers`)."""
+    status, text = http("GET", f"{base}/readyz")
+    try:
+        runners = json.loads(text).get("runners", {}) if status == 200 else {}
+        return {name: int(info.get("workers") or 1) for name, info in runners.items()}
+    except (ValueError, AttributeError, TypeError):
+        return {}
+
+
+def nbento_time_split(before: dict[str, float], after: dict[str, float], wall: float,
+                      workers: dict[str, int]) -> list[str]:
+    """Where a request's time goes inside nbento, from its own /metrics over the window: how busy
+    each runner's model was (batch compute seconds / wall) and the mean wait and compute per
+    batch. A model busy ~100% means the model is the bottleneck; much less with long waits
+    means the batcher or the HTTP layer is."""
+    notes = []
+    for runner in ("embedder", "classifier"):
+        label = f'runner="{runner}"'
+        count = (sum(v for k, v in after.items() if "batch_compute_seconds_count" in k and label in k)
+                 - sum(v for k, v in before.items() if "batch_compute_seconds_count" in k and label in k))
+        compute = histogram_mean(before, after, "nbento_runner_batch_compute_seconds", label)
+        wait = histogram_mean(before, after, "nbento_runner_batch_wait_seconds", label)
+        if compute is None or count <= 0:
+            continue
+        n = workers.get(runner, 1)
+        notes.append(
+            f"{runner}: {n} worker(s) busy {100 * compute * count / wall / n:.0f}% of wall, "
+            f"{count / wall:.1f} batches/s, {1000 * compute:.1f} ms compute"
+            + (f" and {1000 * wait:.1f} ms oldest-row wait" if wait is not None else "")
+            + " per batch"
+        )
+    return notes
 
 
 # ----------------------------------------------------------------------------- record
@@ -310,8 +355,11 @@ METHOD = """\
 How to read it: one short text per request, wrk `-t1 -c{conn}` with a Lua script that varies the
 text, {dur:.0f} s measured after {warm:.0f} s of warm-up per row, wrk request timeout 10 s.
 OK req/s = (responses - non-2xx) / duration. Latency percentiles are wrk's and cover every
-response, non-2xx included. "vs ceiling" divides by the in-process ceiling of this same run (mean
-of its measurements before and after the servers) at batch 32 (batch 16 for the 5 ms/16 rows). Mean batch = rows per dispatched batch of the
+response, non-2xx included. "vs ceiling" divides by the in-process ceiling of this same run (one
+caller, torch threads 2, as the issue defines it; mean of its measurements before and after the
+servers) at batch 32 (batch 16 for the 5 ms/16 rows). The "2 callers x 1 torch thread" rows
+measure the same two cores laid out the way nbento's runner uses them by default (two worker
+threads, one torch thread each); they are information, not the reference. Mean batch = rows per dispatched batch of the
 embedder over the measured window (nbento: `nbento_runner_batch_size` sum/count from
 /metrics; BentoML: its `adaptive_batch_size` histogram). Server CPU cores = CPU seconds of the
 server's process tree / wall time; CPU ms per OK = those CPU seconds per OK request (ceiling:
@@ -395,17 +443,21 @@ def main(argv: list[str] | None = None) -> int:
     ceiling_runs: list[dict[str, float]] = []
 
     def measure_ceiling(when: str) -> None:
-        log(f"in-process ceiling ({when})")
-        try:
-            rates, cpu_per_item = bench.ceiling()
-        except BenchError as exc:
-            rows.append(Row(CEILING, f"batch 16/32 ({when})", error=str(exc)[:300]))
-            return
-        ceiling_runs.append(rates)
-        for key, items in rates.items():
-            rows.append(Row(CEILING, f"batch {key} ({when})", key, ok_rps=items,
-                            cpu_ms_per_ok=cpu_per_item.get(key)))
-        log(f"  -> {rates}")
+        # (callers, torch threads each): the issue's reference first, then nbento's layout.
+        for parallel, threads in ((1, 2), (2, 1)):
+            name = CEILING if parallel == 1 else CEILING_2X1
+            log(f"{name} ({when})")
+            try:
+                rates, cpu_per_item = bench.ceiling(parallel, threads)
+            except BenchError as exc:
+                rows.append(Row(name, f"batch 16/32 ({when})", error=str(exc)[:300]))
+                continue
+            if parallel == 1:
+                ceiling_runs.append(rates)
+            for key, items in rates.items():
+                rows.append(Row(name, f"batch {key} ({when})", key, ok_rps=items,
+                                cpu_ms_per_ok=cpu_per_item.get(key)))
+            log(f"  -> {rates}")
 
     if "ceiling" in rows_wanted:
         measure_ceiling("start")
@@ -433,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"BentoML {setting.label}")
                 rows.append(bench.bentoml(setting, bentoml_python))
 
-    servers_ran = any(r.server != CEILING for r in rows)
+    servers_ran = any(r.server not in (CEILING, CEILING_2X1) for r in rows)
     if "ceiling" in rows_wanted and servers_ran:
         measure_ceiling("end")
     ceilings = {
