@@ -144,8 +144,8 @@ def test_try_it_sends_a_request_and_shows_the_answer(page: Any, artifacts: Path)
 
     tryit = panel(page).locator(".nbento-section-tryit")
     expect(tryit.locator(".nbento-tryit-api")).to_have_value("classify")
-    expect(tryit.locator(".nbento-tryit-body")).to_have_value('[\n  "text"\n]')  # from the schema
-    tryit.locator(".nbento-tryit-body").fill('["I was charged twice for my subscription", "Where is my parcel?"]')
+    expect(tryit.locator(".nbento-tryit-body")).to_have_value('{\n  "texts": [\n    "text"\n  ]\n}')  # from the schema
+    tryit.locator(".nbento-tryit-body").fill('{"texts": ["I was charged twice for my subscription", "Where is my parcel?"]}')
     tryit.locator(".nbento-tryit-send").click()
     expect(tryit.locator(".nbento-tryit-response")).to_contain_text("billing")
     expect(tryit.locator(".nbento-tryit-answer")).to_contain_text("HTTP 200")

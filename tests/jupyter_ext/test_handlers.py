@@ -197,7 +197,7 @@ def test_server_start_call_metrics_reload_and_stop(lab: LabServer, model_tag: st
 
         apis = call(lab, "GET", f"nbento/servers/{server['id']}/apis").json()["apis"]
         classify = next(a for a in apis if a["name"] == "classify")
-        assert classify["example"] == ["text"]  # one parameter: the body is the value itself
+        assert classify["example"] == {"texts": ["text"]}  # the canonical, named body
 
         body = {"texts": ["I was charged twice for my subscription", "Where is my parcel?"]}
         answer = call(lab, "POST", f"nbento/servers/{server['id']}/call/classify", body).json()

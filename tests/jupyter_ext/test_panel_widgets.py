@@ -80,8 +80,8 @@ def test_try_it_calls_the_running_server(tmp_path: Path, nbento_home: Path) -> N
         panel = NbentoPanel(_backend(written.folder, server), JobRegistry())
         tryit: TryItSection = panel.tryit
         assert list(tryit.api.options) == ["classify"]
-        assert tryit.body.value == '[\n  "text"\n]'
-        tryit.body.value = '["Where is my parcel?"]'
+        assert tryit.body.value == '{\n  "texts": [\n    "text"\n  ]\n}'
+        tryit.body.value = '{"texts": ["Where is my parcel?"]}'
         result = tryit.send()
         assert result is not None and result["status"] == 200
         assert "HTTP 200" in tryit.answer.value and "shipping" in tryit.answer.value
