@@ -278,6 +278,26 @@ def _service(bento: Bento, opts: K8sOptions, name: str, component: str) -> Doc:
     }
 
 
+def autoscaling(opts: K8sOptions) -> dict[str, Any]:
+    """Replica bounds and the CPU target: the HPA spec and Yatai's autoscaling block alike."""
+    return {
+        "minReplicas": opts.min_replicas if opts.min_replicas is not None else opts.replicas,
+        "maxReplicas": opts.max_replicas,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {
+                        "type": "Utilization",
+                        "averageUtilization": opts.cpu_target_percent,
+                    },
+                },
+            }
+        ],
+    }
+
+
 def _hpa(bento: Bento, opts: K8sOptions, name: str, component: str) -> Doc:
     return {
         "apiVersion": "autoscaling/v2",
@@ -285,20 +305,7 @@ def _hpa(bento: Bento, opts: K8sOptions, name: str, component: str) -> Doc:
         "metadata": _meta(name, _labels(bento, component), opts.namespace),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": opts.min_replicas if opts.min_replicas is not None else opts.replicas,
-            "maxReplicas": opts.max_replicas,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {
-                            "type": "Utilization",
-                            "averageUtilization": opts.cpu_target_percent,
-                        },
-                    },
-                }
-            ],
+            **autoscaling(opts),
         },
     }
 

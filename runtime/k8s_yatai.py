@@ -26,27 +26,8 @@ def _resources(res: Resources) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
-def _autoscaling(opts: K8sOptions) -> dict[str, Any]:
-    return {
-        "minReplicas": opts.min_replicas if opts.min_replicas is not None else opts.replicas,
-        "maxReplicas": opts.max_replicas,
-        "metrics": [
-            {
-                "type": "Resource",
-                "resource": {
-                    "name": "cpu",
-                    "target": {
-                        "type": "Utilization",
-                        "averageUtilization": opts.cpu_target_percent,
-                    },
-                },
-            }
-        ],
-    }
-
-
 def render_bento_deployment(bento: Bento, opts: K8sOptions) -> dict[str, Any]:
-    from .k8s import dns_name
+    from .k8s import autoscaling, dns_name
 
     envs: list[dict[str, Any]] = [
         {"name": s.env, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}}
@@ -59,13 +40,13 @@ def render_bento_deployment(bento: Bento, opts: K8sOptions) -> dict[str, Any]:
             {
                 "name": runner.name,
                 "resources": _resources(res),
-                "autoscaling": _autoscaling(opts),
+                "autoscaling": autoscaling(opts),
             }
         )
     spec: dict[str, Any] = {
         "bento": dns_name(bento.name, bento.version),
         "resources": _resources(bento.info.api_server_resources),
-        "autoscaling": _autoscaling(opts),
+        "autoscaling": autoscaling(opts),
         "ingress": {"enabled": False},
         "runners": runners,
     }
