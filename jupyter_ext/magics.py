@@ -20,6 +20,7 @@ from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
+from runtime.artifacts import human_size
 from runtime.errors import NbentoError
 
 from .capture import (
@@ -198,7 +199,7 @@ class NbentoMagics(Magics):
             f"{name}{f' (batchable, dim {sig.batch_dim})' if sig.batchable else ''}"
             for name, sig in model.info.signatures.items()
         )
-        print(f"saved model {model.tag} ({_size(model.info.size_bytes)}); signatures: {sigs}")
+        print(f"saved model {model.tag} ({human_size(model.info.size_bytes)}); signatures: {sigs}")
         self.state.models_saved[str(cell.name)] = {
             "name": cell.name, "tag": str(model.tag), "cell_id": cell.cell_id,
         }
@@ -308,16 +309,6 @@ def _assign_last_expression(body: str, target: str) -> str:
     return "".join([*lines[:start], f"{prefix}{target} = ({segment})\n", *lines[end + 1 :]])
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "size unknown"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
-
-
 # ---- line commands --------------------------------------------------------------------------
 
 
@@ -398,20 +389,15 @@ def _call(magics: NbentoMagics, args: list[str]) -> Any:
         payload = json.loads(ns.json)
     except json.JSONDecodeError as exc:
         raise CommandArgsError(f"the request body is not JSON ({exc.msg} at column {exc.colno}): {ns.json}") from None
-    import httpx
+    from .dev_servers import call_api  # the panel's Try it sends requests the same way
 
-    started = time.perf_counter()
     try:
-        response = httpx.post(f"{server.url}/{ns.api}", json=payload, timeout=60.0, trust_env=False)
-    except httpx.HTTPError as exc:
-        raise CommandArgsError(f"the server at {server.url} did not answer: {exc}") from None
-    elapsed = (time.perf_counter() - started) * 1000
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = response.text
+        answer = call_api(server.url, ns.api, payload)
+    except NbentoError as exc:
+        raise CommandArgsError(str(exc)) from None
+    body = answer["body"]
     shown = json.dumps(body, indent=2) if not isinstance(body, str) else body
-    print(f"POST /{ns.api} -> {response.status_code} in {elapsed:.1f} ms\n{shown}")
+    print(f"POST /{ns.api} -> {answer['status']} in {answer['latency_ms']:.1f} ms\n{shown}")
     return None
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from runtime.artifacts import human_size
 from runtime.errors import NbentoError
 
 from .dev_servers import api_forms, call_api, plain_reload_error
@@ -57,14 +58,6 @@ def backend_for_magics(magics: Any) -> PanelBackend:
     )
 
 
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.1f} KB"
-    return f"{n / 1024 / 1024:.1f} MB"
-
-
 def _error(message: str) -> str:
     return f"<span style='color: var(--jp-error-color1, #c62828)'>{html.escape(message)}</span>"
 
@@ -98,7 +91,7 @@ class ModelsSection:
             rows.append(
                 f"<tr><td><b>{html.escape(info.name)}</b>:{html.escape(info.version)}</td>"
                 f"<td>{html.escape(info.framework.name)}</td><td>{html.escape(sigs)}</td>"
-                f"<td>{_size(info.size_bytes)}</td><td>cell {html.escape(origin)}</td></tr>"
+                f"<td>{human_size(info.size_bytes)}</td><td>cell {html.escape(origin)}</td></tr>"
             )
         self.table.value = (
             "<table class='nbento-models'><tr><th>model</th><th>framework</th><th>signatures</th>"

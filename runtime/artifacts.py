@@ -320,3 +320,15 @@ class ArtifactReader:
         """Check every recorded file the serializer did not read through this reader."""
         for relpath in sorted(set(self.files) - self.verified):
             self.verified_path(relpath)
+
+
+def human_size(size: int | None) -> str:
+    """`8.9 KiB`, `210.0 MiB`: sizes as the CLI, the magics and the panels print them."""
+    if size is None:
+        return "size unknown"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import human_size
 from ..errors import NbentoError
 
 
@@ -20,15 +21,6 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     return result
 
 
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
 def _size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
@@ -37,7 +29,7 @@ def _size(path: Path) -> int:
 
 def render_tree(root: Path, max_entries: int = 8) -> list[str]:
     """`tree`-like lines with sizes; long folders show their first entries and a count."""
-    lines = [f"{root.name}/  ({_human(_size(root))})"]
+    lines = [f"{root.name}/  ({human_size(_size(root))})"]
 
     def walk(folder: Path, prefix: str) -> None:
         entries = sorted(folder.iterdir(), key=lambda p: (p.is_file(), p.name))
@@ -46,7 +38,7 @@ def render_tree(root: Path, max_entries: int = 8) -> list[str]:
             last = i == len(shown) - 1 and len(entries) <= max_entries
             branch = "└── " if last else "├── "
             suffix = "/" if entry.is_dir() else ""
-            lines.append(f"{prefix}{branch}{entry.name}{suffix}  ({_human(_size(entry))})")
+            lines.append(f"{prefix}{branch}{entry.name}{suffix}  ({human_size(_size(entry))})")
             if entry.is_dir():
                 walk(entry, prefix + ("    " if last else "│   "))
         if len(entries) > max_entries:
@@ -78,7 +70,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     print(f"  folder: {bento.path}")
     if args.output:
         print(f"  copied to: {Path(args.output).resolve()}")
-    print(f"  size: {_human(bento.size_bytes())}")
+    print(f"  size: {human_size(bento.size_bytes())}")
     print("\n".join(render_tree(bento.path)))
     return 0
 
@@ -111,7 +103,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         rows.append(
             (
                 str(b.tag),
-                _human(b.size_bytes()),
+                human_size(b.size_bytes()),
                 f"{b.info.creation_time:%Y-%m-%d %H:%M:%S}",
                 ", ".join(m.tag for m in b.info.models) or "-",
             )

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import store
+from ..artifacts import human_size
 from ..store import Model
 
 
@@ -68,15 +69,6 @@ def summary(model: Model) -> dict[str, Any]:
     }
 
 
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover
-
-
 def _age(created: datetime) -> str:
     seconds = max(0.0, (datetime.now(timezone.utc) - created).total_seconds())
     for span, unit in ((86400, "d"), (3600, "h"), (60, "m")):
@@ -115,7 +107,7 @@ def _list(args: argparse.Namespace) -> int:
             m.info.serializer
             + (f" ({m.info.options['format']})" if m.info.options.get("format") else ""),
             _signature_text(m),
-            _human_size(m.info.size_bytes),
+            human_size(m.info.size_bytes),
             _age(m.info.creation_time),
         ]
         for m in models
