@@ -5,13 +5,13 @@ never-ship files. Every file that would ship is scanned for secrets first.
 
 from __future__ import annotations
 
-import ast
 import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BuildError
+from .requirements import iter_imports
 from .secret_scan import SecretFinding, scan_file
 from .sources import SERVICE_MANIFEST
 
@@ -83,24 +83,15 @@ def local_imports(entry: Path, root: Path) -> set[Path]:
     queue = [entry]
     while queue:
         current = queue.pop()
-        try:
-            tree = ast.parse(current.read_text(), filename=str(current))
-        except SyntaxError as exc:
-            raise BuildError(f"{current.name}:{exc.lineno}: cannot parse: {exc.msg}") from exc
-        for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [alias.name.split(".")[0] for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module.split(".")[0]]
-            for name in names:
-                for candidate in (root / f"{name}.py", root / name):
-                    if candidate.is_file() and candidate not in found:
-                        found.add(candidate)
-                        queue.append(candidate)
-                    elif (candidate / "__init__.py").is_file() and candidate not in found:
-                        found.add(candidate)
-                        queue.extend(sorted(candidate.rglob("*.py")))
+        names = {module.split(".")[0] for module, _ in iter_imports(current)}
+        for name in sorted(names):
+            for candidate in (root / f"{name}.py", root / name):
+                if candidate.is_file() and candidate not in found:
+                    found.add(candidate)
+                    queue.append(candidate)
+                elif (candidate / "__init__.py").is_file() and candidate not in found:
+                    found.add(candidate)
+                    queue.extend(sorted(candidate.rglob("*.py")))
     return found
 
 

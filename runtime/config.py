@@ -94,13 +94,18 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ServerConfi
     if env_map:
         data["runner_map"] = parse_runner_map(env_map, "NBENTO_RUNNER_MAP")
     data.update({k: v for k, v in overrides.items() if v is not None})
+    return validate_config(data, f"invalid server settings ({path or 'flags'})")
+
+
+def validate_config(data: dict[str, Any], what: str) -> ServerConfig:
+    """`ServerConfig` from plain data, or one readable `NbentoError` listing every problem."""
     try:
         return ServerConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
-        raise NbentoError(f"invalid server settings ({path or 'flags'}): {problems}") from exc
+        raise NbentoError(f"{what}: {problems}") from exc
 
 
 def parse_runner_map(text: str, where: str = "--runner-map") -> dict[str, str]:

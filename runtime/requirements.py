@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -80,24 +80,28 @@ def _wheel_dist(wheel: Path) -> str:
     return canonicalize_name(wheel.name.split("-", 1)[0])
 
 
+def iter_imports(path: Path) -> Iterator[tuple[str, int]]:
+    """(dotted module name, line) of every absolute import in one Python file, those inside
+    functions included; a file that does not parse is a `BuildError` naming the line."""
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except SyntaxError as exc:
+        raise BuildError(f"{path.name}:{exc.lineno}: cannot parse: {exc.msg}") from exc
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module, node.lineno
+
+
 def imported_top_levels(sources: Iterable[Path]) -> dict[str, str]:
     """Top-level module names imported anywhere in `sources` -> `file:line` of the first
-    import (relative imports and imports inside functions included)."""
+    import (absolute imports, those inside functions included)."""
     found: dict[str, str] = {}
     for path in sources:
-        try:
-            tree = ast.parse(path.read_text(), filename=str(path))
-        except SyntaxError as exc:
-            raise BuildError(f"{path.name}:{exc.lineno}: cannot parse: {exc.msg}") from exc
-        for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            for name in names:
-                line = getattr(node, "lineno", 0)
-                found.setdefault(name.split(".")[0], f"{path.name}:{line}")
+        for name, line in iter_imports(path):
+            found.setdefault(name.split(".")[0], f"{path.name}:{line}")
     return found
 
 

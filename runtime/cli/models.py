@@ -23,31 +23,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     sub = models.add_subparsers(dest="models_command", metavar="ACTION")
     sub.required = True
+    # every sub-command takes --json
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON for scripts")
 
-    list_p = sub.add_parser("list", help="stored model versions, newest last")
+    list_p = sub.add_parser("list", parents=[as_json], help="stored model versions, newest last")
     list_p.add_argument("name", nargs="?", help="only versions of this model")
-    list_p.add_argument("--json", action="store_true", help="print JSON for scripts")
     list_p.set_defaults(func=_list)
 
-    get_p = sub.add_parser("get", help="one version's model.yaml (TAG: NAME[:VERSION|:latest])")
+    get_p = sub.add_parser("get", parents=[as_json], help="one version's model.yaml (TAG: NAME[:VERSION|:latest])")
     get_p.add_argument("tag")
-    get_p.add_argument("--json", action="store_true", help="print JSON for scripts")
     get_p.set_defaults(func=_get)
 
-    delete_p = sub.add_parser("delete", help="remove one version (NAME alone = the newest)")
+    delete_p = sub.add_parser("delete", parents=[as_json], help="remove one version (NAME alone = the newest)")
     delete_p.add_argument("tag")
-    delete_p.add_argument("--json", action="store_true", help="print JSON for scripts")
     delete_p.set_defaults(func=_delete)
 
-    export_p = sub.add_parser("export", help="write one version to a .tar file")
+    export_p = sub.add_parser("export", parents=[as_json], help="write one version to a .tar file")
     export_p.add_argument("tag")
     export_p.add_argument("path", help="target .tar file, or a folder to put NAME-VERSION.tar in")
-    export_p.add_argument("--json", action="store_true", help="print JSON for scripts")
     export_p.set_defaults(func=_export)
 
-    import_p = sub.add_parser("import", help="add the version held in a .tar made by export")
+    import_p = sub.add_parser("import", parents=[as_json], help="add the version held in a .tar made by export")
     import_p.add_argument("path")
-    import_p.add_argument("--json", action="store_true", help="print JSON for scripts")
     import_p.set_defaults(func=_import)
 
 

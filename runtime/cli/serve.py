@@ -7,9 +7,8 @@ import argparse
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
-from ..config import ServerConfig, load_config, parse_runner_map
+from ..config import ServerConfig, load_config, parse_runner_map, validate_config
 from ..errors import NbentoError
 
 
@@ -71,13 +70,7 @@ def apply_settings(config: ServerConfig, settings: list[str]) -> ServerConfig:
                 raise NbentoError(f"--set {item}: {part!r} is a value, not a group of settings")
             target = child
         target[parts[-1]] = value
-    try:
-        return ServerConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise NbentoError(f"invalid --set: {problems}") from exc
+    return validate_config(data, "invalid --set")
 
 
 def run(args: argparse.Namespace) -> int:
