@@ -35,34 +35,36 @@ class CellSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises with a readable message instead of printing usage and exiting."""
+class RaisingParser(argparse.ArgumentParser):
+    """argparse that raises `error_class` with a readable message instead of printing usage
+    and exiting (no SystemExit inside a kernel)."""
+
+    error_class: type[Exception] = CaptureArgsError
 
     def error(self, message: str) -> Any:
-        raise CaptureArgsError(f"{message}. Usage: {self.format_usage().strip()[7:]}")
+        raise self.error_class(f"{message}. Usage: {self.format_usage().strip()[7:]}")
 
     def exit(self, status: int = 0, message: str | None = None) -> Any:
-        raise CaptureArgsError(message or self.format_usage().strip())
+        raise self.error_class(message or self.format_usage().strip())
+
+
+
+def _whole_number(text: str, minimum: int, too_small: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(too_small.format(value=value))
+    return value
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
+    return _whole_number(text, 1, "expected a number of at least 1, got {value}")
 
 
 def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
+    return _whole_number(text, 0, "expected 0 or more, got {value}")
 
 
 def _positive_float(text: str) -> float:
@@ -82,15 +84,15 @@ def _label(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _parsers() -> dict[str, _Parser]:
-    pre = _Parser(prog="%%nbento preprocess", add_help=False)
-    model = _Parser(prog="%%nbento model", add_help=False)
+def _parsers() -> dict[str, RaisingParser]:
+    pre = RaisingParser(prog="%%nbento preprocess", add_help=False)
+    model = RaisingParser(prog="%%nbento model", add_help=False)
     model.add_argument("name", metavar="NAME")
     model.add_argument("--var", metavar="VAR")
     model.add_argument("--batchable", metavar="m1,m2")
     model.add_argument("--batch-dim", type=_non_negative_int, metavar="N")
     model.add_argument("--label", type=_label, action="append", metavar="k=v")
-    api = _Parser(prog="%%nbento api", add_help=False)
+    api = RaisingParser(prog="%%nbento api", add_help=False)
     api.add_argument("name", metavar="NAME")
     api.add_argument("--batchable", action="store_true")
     api.add_argument("--max-batch-size", type=_positive_int, metavar="N")

@@ -4,21 +4,18 @@ words (no usage dump, no SystemExit inside the kernel)."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from runtime.errors import NbentoError
+
+from .cell_args import RaisingParser
 
 
 class CommandArgsError(NbentoError):
     """A `%nbento` line the magic cannot understand."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:
-        raise CommandArgsError(f"{message}. Usage: {self.format_usage().strip()[7:]}")
-
-    def exit(self, status: int = 0, message: str | None = None) -> Any:
-        raise CommandArgsError(message or self.format_usage().strip())
+class _Parser(RaisingParser):
+    error_class = CommandArgsError
 
 
 def _port(text: str) -> int:
