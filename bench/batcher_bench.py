@@ -24,8 +24,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runtime.batching import AdaptiveBatcher  # noqa: E402
-from runtime.config import BatchingConfig  # noqa: E402
+from runtime.serving.batching import AdaptiveBatcher  # noqa: E402
+from runtime.settings import BatchingConfig  # noqa: E402
 
 
 def model(fixed_s: float, per_row_s: float) -> Any:

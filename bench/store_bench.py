@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from runtime.store import ModelStore
+from runtime.store.model_store import ModelStore
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Model store"

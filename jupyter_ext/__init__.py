@@ -8,7 +8,7 @@ from typing import Any
 
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext jupyter_ext`: register `%nbento` / `%%nbento` (once per kernel)."""
-    from .magics import NbentoMagics
+    from jupyter_ext.kernel.magics import NbentoMagics
 
     if getattr(ipython, "_nbento_magics", None) is not None:
         return
@@ -45,8 +45,10 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
     stop the development servers the panel started when Jupyter shuts down."""
     import atexit
 
-    from .dev_servers import default_servers
-    from .handlers import setup_handlers  # lazy: kernels importing jupyter_ext skip tornado
+    from jupyter_ext.actions.dev_servers import default_servers
+    from jupyter_ext.server.handlers import (
+        setup_handlers,  # lazy: kernels importing jupyter_ext skip tornado
+    )
 
     setup_handlers(server_app.web_app)
     atexit.register(default_servers.stop_all)

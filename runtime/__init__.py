@@ -23,34 +23,35 @@ _EXPORTS = {
     "delete": "store",
     "export_model": "store",
     "import_model": "store",
-    "register_serializer": "serializers",
-    "Serializer": "serializers",
+    "register_serializer": "store",
+    "Serializer": "store",
     "Tag": "tags",
-    "runner": "handles",
-    "ModelHandle": "handles",
-    "api": "service",
-    "Service": "service",
-    "load_service": "service",
+    "runner": "service.handles",
+    "ModelHandle": "service.handles",
+    "api": "service.definition",
+    "Service": "service.definition",
+    "load_service": "service.definition",
     "NbentoError": "errors",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .errors import NbentoError
-    from .handles import ModelHandle, runner
-    from .serializers import Serializer, register_serializer
-    from .service import Service, api, load_service
-    from .store import (
+    from runtime.errors import NbentoError
+    from runtime.service.definition import Service, api, load_service
+    from runtime.service.handles import ModelHandle, runner
+    from runtime.store import (
         Model,
         ModelStore,
+        Serializer,
         delete,
         export_model,
         get,
         import_model,
         list_models,
         load,
+        register_serializer,
         save_model,
     )
-    from .tags import Tag
+    from runtime.tags import Tag
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .errors import InvalidName
+from runtime.errors import InvalidName
 
 NAME_RULE = "[a-z0-9][a-z0-9_.-]*, lower case, at most 63 characters"
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")

@@ -9,7 +9,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from ..errors import NbentoError
+from runtime.errors import NbentoError
 
 # Sub-command modules, in the order `nbento --help` lists them.
 _GROUPS = ("models", "serve", "capture", "build")

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import human_size
-from ..errors import NbentoError
+from runtime.errors import NbentoError
+from runtime.store.artifacts import human_size
 
 
 def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
@@ -49,7 +49,7 @@ def render_tree(root: Path, max_entries: int = 8) -> list[str]:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from ..bento import build_bento
+    from runtime.export.bento import build_bento
 
     bento = build_bento(
         args.source,
@@ -89,7 +89,7 @@ def _bento_json(bento: Any) -> dict[str, Any]:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from ..bento import list_bentos
+    from runtime.export.bento_store import list_bentos
 
     bentos = list_bentos(args.name)
     if args.json:
@@ -115,7 +115,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    from ..bento import BENTO_FILE, get_bento
+    from runtime.export.bento_store import BENTO_FILE, get_bento
 
     bento = get_bento(args.bento)
     if args.json:
@@ -127,7 +127,7 @@ def _cmd_get(args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    from ..bento import delete_bento
+    from runtime.export.bento_store import delete_bento
 
     bento = delete_bento(args.bento)
     print(f"deleted Bento {bento.tag} ({bento.path})")
@@ -145,8 +145,9 @@ def _gpu_map(values: list[str] | None) -> dict[str, int]:
 
 
 def _cmd_export_k8s(args: argparse.Namespace) -> int:
-    from ..bento import get_bento
-    from ..k8s import K8sOptions, SecretEnv, write_manifests
+    from runtime.export.bento_store import get_bento
+    from runtime.export.k8s import write_manifests
+    from runtime.export.k8s_options import K8sOptions, SecretEnv
 
     bento = get_bento(args.bento)
     options = K8sOptions(
@@ -172,8 +173,8 @@ def _cmd_export_k8s(args: argparse.Namespace) -> int:
 
 
 def _cmd_containerize(args: argparse.Namespace) -> int:
-    from ..bento import get_bento
-    from ..containerize import containerize
+    from runtime.export.bento_store import get_bento
+    from runtime.export.containerize import containerize
 
     bento = get_bento(args.bento)
     tag = args.tag or f"{bento.name}:{bento.version}"

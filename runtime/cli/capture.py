@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import ServiceLoadError
-from ..sources import resolve_source
+from runtime.errors import ServiceLoadError
+from runtime.service.sources import resolve_source
 
 
 def register(subparsers: Any) -> None:

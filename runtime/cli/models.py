@@ -12,9 +12,9 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import store
-from ..artifacts import human_size
-from ..store import Model
+from runtime import store
+from runtime.store.artifacts import human_size
+from runtime.store.model_store import Model
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

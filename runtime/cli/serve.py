@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from ..config import ServerConfig, load_config, parse_runner_map, validate_config
-from ..errors import NbentoError
+from runtime.errors import NbentoError
+from runtime.settings import ServerConfig, load_config, parse_runner_map, validate_config
 
 
 def register(subparsers: Any) -> None:
@@ -74,7 +74,7 @@ def apply_settings(config: ServerConfig, settings: list[str]) -> ServerConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..server import serve
+    from runtime.serving.server import serve
 
     overrides: dict[str, Any] = {
         "host": args.host, "port": args.port, "dev": args.dev, "reload": args.reload,

@@ -62,7 +62,7 @@ def save_support_classifier(home: Path) -> str:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from runtime.store import ModelStore
+    from runtime.store.model_store import ModelStore
 
     with open(EXAMPLES / "data" / "tickets.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -1,5 +1,5 @@
 """Models for the runner tests. They live in an importable module so cloudpickle stores them by
-reference and a worker process (`python -m runtime.workers`) loads them back."""
+reference and a worker process (`python -m runtime.serving.workers`) loads them back."""
 
 from __future__ import annotations
 

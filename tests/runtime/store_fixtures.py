@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runtime.artifacts import ArtifactReader, ArtifactWriter
+from runtime.store.artifacts import ArtifactReader, ArtifactWriter
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,293 @@
+"""Development servers started from the panels: the notebook captured into its service folder,
+then `nbento serve SERVICE_DIR --reload` as a child of the Jupyter server (JupyterLab panel)
+or of the kernel (ipywidgets panel) through `KernelServer`, the class `%nbento serve` uses; with
+what the Server section shows — URL, PID, reload state read from `/_nbento/status`, a
+metrics summary read from `/metrics` — and the call proxy that Try it goes through, so the
+browser never talks to the service port itself."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from jupyter_ext.actions.kernel_server import KernelServer, free_port
+from jupyter_ext.actions.metrics_summary import MetricsHistory, parse_metrics, totals
+from runtime.errors import NbentoError
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+_LOG_TAIL = 40
+
+
+class ServerNotFound(NbentoError, LookupError):
+    """No development server with this id (never started here, or already forgotten)."""
+
+
+@dataclass
+class DevServer:
+    """One background server (a `KernelServer`, the class `%nbento serve` uses) serving the
+    service captured from `notebook`, plus the chart history the panels draw."""
+
+    id: str
+    notebook: Path
+    kernel: KernelServer
+    started_at: float = field(default_factory=time.time)
+    history: MetricsHistory = field(default_factory=MetricsHistory)
+    last_status: dict[str, Any] | None = None
+    returncode: int | None = None
+
+    @property
+    def url(self) -> str:
+        return self.kernel.url
+
+    @property
+    def pid(self) -> int | None:
+        process = self.kernel.process
+        return process.pid if process is not None else None
+
+    def running(self) -> bool:
+        return self.kernel.running
+
+    def log_tail(self, lines: int = _LOG_TAIL) -> list[str]:
+        return self.kernel.log_tail(lines).splitlines()
+
+    def fetch_status(self) -> dict[str, Any] | None:
+        status = self.kernel.status()
+        if status is not None:
+            self.last_status = status
+        return status
+
+    def fetch_metrics(self, timeout: float = 2.0) -> dict[str, Any] | None:
+        """Scrape `/metrics` once, add a chart point, return since-start totals."""
+        try:
+            response = httpx.get(f"{self.url}/metrics", timeout=timeout, trust_env=False)
+            response.raise_for_status()
+        except httpx.HTTPError:
+            return None
+        snap = parse_metrics(response.text)
+        self.history.add(snap)
+        return totals(snap)
+
+    def describe(self, *, probe: bool = True) -> dict[str, Any]:
+        """The JSON the panels show. `probe` asks the server (status + metrics) when running."""
+        alive = self.running()
+        status = self.fetch_status() if (probe and alive) else None
+        metrics = self.fetch_metrics() if (probe and alive and status is not None) else None
+        if not alive:
+            state = "exited"
+        elif status is None:
+            state = "starting"
+        elif status.get("last_error"):
+            state = "reload-failed"
+        else:
+            state = "running"
+        last = status or self.last_status or {}
+        return {
+            "id": self.id,
+            "notebook": str(self.notebook),
+            "service_dir": str(self.kernel.folder),
+            "url": self.url,
+            "docs_url": f"{self.url}/docs",
+            "pid": self.pid,
+            "state": state,
+            "returncode": self.returncode,
+            "started_at": self.started_at,
+            "service": last.get("service"),
+            "generation": last.get("generation"),
+            "source_sha256": last.get("source_sha256"),
+            "loaded_at": last.get("loaded_at"),
+            "last_reload_ms": last.get("last_reload_ms"),
+            "last_error": last.get("last_error"),
+            "reload_error": plain_reload_error(last.get("last_error")),
+            "runners": last.get("runners", {}),
+            "metrics": metrics,
+            "history": list(self.history.points),
+            "log_tail": [] if state == "running" else self.log_tail(),
+        }
+
+
+def plain_reload_error(error: Any) -> str | None:
+    """`{"message", "file", "line"}` -> one sentence a person can act on."""
+    if not error:
+        return None
+    if not isinstance(error, dict):
+        return str(error)
+    where = ""
+    if error.get("file"):
+        where = f" ({Path(str(error['file'])).name}"
+        where += f", line {error['line']})" if error.get("line") else ")"
+    return (f"The last code change did not load{where}: {error.get('message', 'unknown error')}. "
+            f"The server keeps answering with the previous version until the cell is fixed.")
+
+
+class DevServers:
+    """The servers this process started, by id. Thread-safe; one per process."""
+
+    def __init__(self) -> None:
+        self._servers: dict[str, DevServer] = {}
+        self._lock = threading.Lock()
+
+    def start(self, notebook: str | Path, *, port: int | None = None,
+              timeout: float = START_TIMEOUT_S) -> DevServer:
+        """Capture the notebook (as `nbento build-service` does), then start `nbento serve
+        SERVICE_DIR --reload` and wait until it is ready. One server per notebook: a second
+        start returns the running one."""
+        from jupyter_ext.capture.notebook import build_service
+
+        path = Path(notebook).resolve()
+        if path.suffix != ".ipynb" or not path.is_file():
+            raise NbentoError(f"no notebook at {path}; start a server for an existing .ipynb file")
+        with self._lock:
+            for server in self._servers.values():
+                if server.notebook == path and server.running():
+                    return server
+        capture, written = build_service(path)
+        port = port or free_port()
+        kernel = KernelServer(written.folder, port=port, reload=True)
+        server = DevServer(f"{capture.service_name}-{port}", path, kernel)
+        kernel.start(timeout=timeout)
+        server.fetch_status()
+        with self._lock:
+            self._servers[server.id] = server
+        return server
+
+    def recapture(self, server_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Re-capture the saved notebook into the served folder and wait for the reload
+        (what the panel does after each save); the outcome in the panels' words."""
+        from jupyter_ext.capture.notebook import build_service
+
+        server = self.get(server_id)
+        before = server.fetch_status()
+        started = time.perf_counter()
+        _, written = build_service(server.notebook, out_dir=server.kernel.folder)
+        if not written.changed:
+            return {"changed": False, "ok": True, "elapsed_ms": 0.0, "error": None}
+        outcome = server.kernel.wait_for_reload(written.sha256, before, started=started,
+                                                timeout=timeout)
+        return {
+            "changed": True,
+            "ok": outcome.ok,
+            "elapsed_ms": round(outcome.elapsed_ms, 1),
+            "timed_out": outcome.timed_out,
+            "error": plain_reload_error(outcome.error),
+        }
+
+    def get(self, server_id: str) -> DevServer:
+        with self._lock:
+            server = self._servers.get(server_id)
+        if server is None:
+            raise ServerNotFound(
+                f"no development server {server_id!r}; list them with GET /nbento/servers"
+            )
+        return server
+
+    def list(self) -> list[DevServer]:
+        with self._lock:
+            return list(self._servers.values())
+
+    def for_notebook(self, notebook: str | Path) -> DevServer | None:
+        path = Path(notebook).resolve()
+        found = [s for s in self.list() if s.notebook == path]
+        running = [s for s in found if s.running()]
+        candidates = running or found
+        return candidates[-1] if candidates else None
+
+    def stop(self, server_id: str) -> DevServer:
+        """SIGTERM the server's process group (it drains), SIGKILL after a timeout."""
+        server = self.get(server_id)
+        server.returncode = server.kernel.stop(timeout=STOP_TIMEOUT_S)
+        with self._lock:
+            self._servers.pop(server_id, None)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.list():
+            self.stop(server.id)
+
+
+def call_api(url: str, api: str, body: Any, timeout: float = 60.0) -> dict[str, Any]:
+    """POST a JSON body to one API of the server at `url`; the answer with status and latency."""
+    if not api.isidentifier():
+        raise NbentoError(f"API names are Python identifiers, got {api!r}")
+    started = time.perf_counter()
+    try:
+        response = httpx.post(f"{url}/{api}", json=body, timeout=timeout, trust_env=False)
+    except httpx.HTTPError as exc:
+        raise NbentoError(f"could not reach {url}/{api}: {exc}") from exc
+    latency_ms = (time.perf_counter() - started) * 1000
+    try:
+        payload: Any = response.json()
+    except ValueError:
+        payload = response.text
+    return {"status": response.status_code, "latency_ms": round(latency_ms, 2), "body": payload}
+
+
+def api_forms(url: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The server's APIs from `/openapi.json`, each with its request schema and an example body
+    built from that schema (what Try it pre-fills)."""
+    try:
+        response = httpx.get(f"{url}/openapi.json", timeout=timeout, trust_env=False)
+        response.raise_for_status()
+        spec = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise NbentoError(f"could not read {url}/openapi.json: {exc}") from exc
+    components = spec.get("components", {}).get("schemas", {})
+    forms = []
+    for route, item in sorted(spec.get("paths", {}).items()):
+        post = item.get("post")
+        name = route.strip("/")
+        if post is None or not name.isidentifier():
+            continue  # probes, runner endpoints and the like
+        content = post.get("requestBody", {}).get("content", {})
+        schema = (content.get("application/json") or {}).get("schema", {})
+        resolved = _resolve(schema, components)
+        forms.append({
+            "name": name,
+            "summary": post.get("summary") or post.get("description") or "",
+            "schema": resolved,
+            "example": example_for(resolved, components),
+        })
+    return forms
+
+
+def _resolve(schema: Any, components: dict[str, Any], depth: int = 0) -> Any:
+    if isinstance(schema, dict) and "$ref" in schema and depth < 20:
+        ref = str(schema["$ref"]).rsplit("/", 1)[-1]
+        return _resolve(components.get(ref, {}), components, depth + 1)
+    return schema
+
+
+def example_for(schema: Any, components: dict[str, Any], depth: int = 0) -> Any:
+    """A plausible JSON value for a JSON schema: its example/default, else a typed placeholder."""
+    schema = _resolve(schema, components)
+    if not isinstance(schema, dict) or depth > 8:
+        return None
+    for key in ("example", "default"):
+        if key in schema:
+            return schema[key]
+    if schema.get("examples"):
+        return schema["examples"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = [s for s in schema.get(key, []) if _resolve(s, components).get("type") != "null"]
+        if options:
+            return example_for(options[0], components, depth + 1)
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        return {
+            name: example_for(prop, components, depth + 1)
+            for name, prop in schema.get("properties", {}).items()
+        }
+    if kind == "array":
+        item = example_for(schema.get("items", {}), components, depth + 1)
+        return [] if item is None else [item]
+    return {"string": "text", "integer": 0, "number": 0.0, "boolean": False}.get(str(kind))
+
+
+default_servers = DevServers()
+
+

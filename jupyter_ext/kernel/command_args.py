@@ -1,0 +1,54 @@
+"""Arguments of the `%nbento COMMAND` line magics, parsed with argparse and answered in plain
+words (no usage dump, no SystemExit inside the kernel)."""
+
+from __future__ import annotations
+
+import argparse
+
+from jupyter_ext.capture.cell_args import RaisingParser
+from runtime.errors import NbentoError
+
+
+class CommandArgsError(NbentoError):
+    """A `%nbento` line the magic cannot understand."""
+
+
+class _Parser(RaisingParser):
+    error_class = CommandArgsError
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a port is a number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is between 1 and 65535, got {value}")
+    return value
+
+
+def _parsers() -> dict[str, _Parser]:
+    parsers: dict[str, _Parser] = {}
+    serve = parsers["serve"] = _Parser(prog="%nbento serve", add_help=False)
+    serve.add_argument("--port", type=_port)
+    serve.add_argument("--reload", action=argparse.BooleanOptionalAction, default=True)
+    export = parsers["export"] = _Parser(prog="%nbento export", add_help=False)
+    export.add_argument("target", choices=["k8s"])
+    export.add_argument("--out", metavar="DIR")
+    export.add_argument("--split-runners", action="store_true")
+    for name in ("stop", "status", "show", "build"):
+        parsers[name] = _Parser(prog=f"%nbento {name}", add_help=False)
+    call = parsers["call"] = _Parser(prog="%nbento call", add_help=False)
+    call.add_argument("api", metavar="API")
+    call.add_argument("json", metavar="JSON")
+    naming = parsers["name"] = _Parser(prog="%nbento name", add_help=False)
+    naming.add_argument("name", metavar="NAME")
+    naming.add_argument("--notebook", metavar="PATH")
+    return parsers
+
+
+_PARSERS = _parsers()
+
+
+def parse_command(command: str, args: list[str]) -> argparse.Namespace:
+    return _PARSERS[command].parse_args(args)

@@ -1,0 +1,123 @@
+"""What `nbento export k8s` can change (`K8sOptions`) and the small rules every manifest shares:
+DNS-safe names, resource quantities, the autoscaling block."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import BuildError
+from runtime.export.bento_store import Bento
+
+
+@dataclass
+class SecretEnv:
+    """An environment variable read from a Kubernetes Secret (`ENV=SECRET:KEY`)."""
+
+    env: str
+    secret: str
+    key: str
+
+    @classmethod
+    def parse(cls, text: str) -> SecretEnv:
+        match = re.fullmatch(
+            r"([A-Za-z_][A-Za-z0-9_]*)=([a-z0-9][a-z0-9.-]*):([-._a-zA-Z0-9]+)", text
+        )
+        if not match:
+            raise BuildError(
+                f"--secret-env {text!r} must look like ENV=SECRET_NAME:KEY, e.g. "
+                f"OPENAI_API_KEY=llm-keys:openai"
+            )
+        return cls(*match.groups())
+
+
+@dataclass
+class K8sOptions:
+    """Everything `nbento export k8s` can change; the defaults make a working deployment."""
+
+    out: Path | None = None
+    image: str | None = None  # default: BENTO_NAME:VERSION (what containerize tags)
+    namespace: str | None = None
+    split_runners: bool = False
+    yatai: bool = False
+    replicas: int = 1
+    min_replicas: int | None = None  # default: replicas
+    max_replicas: int = 3
+    cpu_target_percent: int = 70
+    gpu: dict[str, int] = field(default_factory=dict)  # runner name -> nvidia.com/gpu count
+    service_monitor: bool = False
+    pdb: bool = False
+    secret_env: list[SecretEnv] = field(default_factory=list)
+
+    def check(self, bento: Bento) -> None:
+        runners = {r.name for r in bento.info.runners}
+        unknown = sorted(set(self.gpu) - runners)
+        if unknown:
+            raise BuildError(
+                f"--gpu names runners this Bento does not have: {', '.join(unknown)}; its "
+                f"runners: {', '.join(sorted(runners)) or '(none)'}"
+            )
+        if any(n < 1 for n in self.gpu.values()):
+            raise BuildError(f"--gpu counts must be at least 1, got {self.gpu}")
+        low = self.min_replicas if self.min_replicas is not None else self.replicas
+        if self.replicas < 1 or low < 1 or self.max_replicas < low:
+            raise BuildError(
+                f"replicas must satisfy 1 <= --min <= --max and --replicas >= 1; got "
+                f"replicas={self.replicas} min={low} max={self.max_replicas}"
+            )
+        if self.yatai and self.split_runners:
+            raise BuildError("--yatai already deploys runners separately; drop --split-runners")
+        if self.namespace is not None and not _DNS_LABEL.fullmatch(self.namespace):
+            raise BuildError(f"--namespace {self.namespace!r} is not a DNS-1123 label")
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def dns_name(*parts: str) -> str:
+    """A DNS-1035 label (Service names: lower case, starts with a letter, at most 63) made from
+    `parts`; long names keep a hash suffix so two runners never collide."""
+    text = "-".join(parts).lower()
+    text = re.sub(r"[^a-z0-9-]+", "-", text).strip("-")
+    text = re.sub(r"-{2,}", "-", text)
+    if not text or not text[0].isalpha():
+        text = f"nb-{text}".rstrip("-")
+    if len(text) > 63:
+        digest = hashlib.sha256("-".join(parts).encode()).hexdigest()[:8]
+        text = f"{text[:54].rstrip('-')}-{digest}"
+    return text
+
+
+def millicores(cpu: str) -> int:
+    return int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)
+
+
+def mebibytes(memory: str) -> int:
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
+    for suffix, factor in units.items():
+        if memory.endswith(suffix):
+            return int(float(memory[: -len(suffix)]) * factor)
+    return int(int(memory) / (1024 * 1024))
+
+
+def autoscaling(opts: K8sOptions) -> dict[str, Any]:
+    """Replica bounds and the CPU target: the HPA spec and Yatai's autoscaling block alike."""
+    return {
+        "minReplicas": opts.min_replicas if opts.min_replicas is not None else opts.replicas,
+        "maxReplicas": opts.max_replicas,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {
+                        "type": "Utilization",
+                        "averageUtilization": opts.cpu_target_percent,
+                    },
+                },
+            }
+        ],
+    }

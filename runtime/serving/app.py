@@ -1,0 +1,278 @@
+"""The HTTP app: `POST /{api}` plus probes, metrics, status and OpenAPI docs.
+
+API requests never enter FastAPI's routing or dependency injection: a pure ASGI gateway in
+front looks the path up in the host's current endpoint table (swapped atomically on reload),
+reads the body under the size limit, decodes it with the API's prebuilt schema, calls the
+function and writes the answer. Everything else (probes, docs) falls through to FastAPI.
+The gateway also records the request metrics and writes one access log line per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from runtime.service.schema import RequestError
+from runtime.serving.batching import QueueFull, RequestTooLarge
+from runtime.serving.host import Endpoint, ServiceHost
+from runtime.serving.metrics import IN_PROGRESS, REQUEST_LATENCY, REQUESTS
+from runtime.serving.openapi import build_openapi
+from runtime.serving.runners import RunnerNotAvailable
+from runtime.settings import ServerConfig
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+access_log = logging.getLogger("nbento.access")
+error_log = logging.getLogger("nbento.error")
+
+# Metric label for paths that are not APIs: fixed names keep label cardinality bounded.
+_FIXED_PATHS = {
+    "/livez": "livez", "/readyz": "readyz", "/metrics": "metrics", "/_nbento/status": "status",
+    "/docs": "docs", "/openapi.json": "openapi",
+}
+
+
+def create_app(host: ServiceHost, config: ServerConfig) -> FastAPI:
+    """The ASGI app serving `host` (whose endpoints may be swapped by a reload at any time)."""
+    app = FastAPI(title="nbento", version="0.1.0", redoc_url=None)
+
+    @app.get("/livez", include_in_schema=False)
+    async def livez() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        ready = host.ready
+        body: dict[str, Any] = {"ready": ready, "runners": host.pool.status()}
+        if host.runners_error:
+            body["error"] = host.runners_error
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/_nbento/status", include_in_schema=False)
+    async def status() -> dict[str, Any]:
+        return host.status()
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 404:
+            apis = ", ".join(f"POST {path}" for path in sorted(host.endpoints)) or "(none)"
+            detail = f"no route {request.method} {request.url.path}; this service has {apis}"
+            return JSONResponse({"error": "not_found", "detail": detail}, status_code=404)
+        return JSONResponse(
+            {"error": "http_error", "detail": exc.detail}, status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    app.openapi = lambda: build_openapi(app, host)  # type: ignore[method-assign]
+    app.add_middleware(ApiGateway, host=host, config=config)
+    return app
+
+
+class _Labelled:
+    """Metric children for one endpoint label, resolved once (labels() is not free)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.latency = REQUEST_LATENCY.labels(label)
+        self.in_progress = IN_PROGRESS.labels(label)
+        self._counters: dict[int, Any] = {}
+
+    def count(self, status: int) -> None:
+        counter = self._counters.get(status)
+        if counter is None:
+            counter = self._counters[status] = REQUESTS.labels(self.label, str(status))
+        counter.inc()
+
+
+class ApiGateway:
+    """Pure ASGI middleware: serves API paths itself, measures and logs every request.
+    With `host=None` it only measures and logs (the runner process of the split layout)."""
+
+    def __init__(self, app: ASGIApp, host: ServiceHost | None, config: ServerConfig) -> None:
+        self.app = app
+        self.host = host
+        self.config = config
+        self.max_body = config.max_body_bytes
+        self._labels: dict[str, _Labelled] = {}
+
+    def _metrics(self, label: str) -> _Labelled:
+        found = self._labels.get(label)
+        if found is None:
+            found = self._labels[label] = _Labelled(label)
+        return found
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        endpoint = self.host.endpoints.get(path) if self.host is not None else None
+        if endpoint is not None:
+            label = endpoint.spec.name
+        elif path.startswith("/_runner/"):
+            label = "runner:" + path[len("/_runner/"):]
+        else:
+            label = _FIXED_PATHS.get(path, "other")
+        metrics = self._metrics(label)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        metrics.in_progress.inc()
+        try:
+            if endpoint is not None:
+                await self._serve_api(endpoint, scope, receive, send_status)
+            else:
+                await self.app(scope, receive, send_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.in_progress.dec()
+            metrics.count(status)
+            metrics.latency.observe(elapsed)
+            if self.config.access_log:
+                client = scope.get("client")
+                access_log.info(
+                    '%s "%s %s HTTP/%s" %d %.1fms',
+                    f"{client[0]}:{client[1]}" if client else "-",
+                    scope["method"], path, scope.get("http_version", "1.1"), status,
+                    elapsed * 1000,
+                )
+
+    async def _serve_api(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await _send_json(send, 405, {
+                "error": "method_not_allowed",
+                "detail": f"{endpoint.spec.route} takes POST, not {scope['method']}",
+            }, [(b"allow", b"POST")])
+            return
+        content_type = ""
+        length: int | None = None
+        for key, value in scope["headers"]:
+            if key == b"content-type":
+                content_type = value.decode("latin-1")
+            elif key == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = None
+        try:
+            if length is not None and length > self.max_body:
+                raise _too_large(length, self.max_body)
+            body = await _read_body(receive, self.max_body)
+            kwargs = await endpoint.schema.decode(content_type, body)
+            result = await endpoint.call(kwargs)
+            payload, media = endpoint.schema.encode(result)
+        except RequestError as exc:
+            await _send_json(send, exc.status, exc.body())
+            return
+        except QueueFull as exc:
+            retry = max(1, math.ceil(getattr(exc, "retry_after", 1)))
+            await _send_json(
+                send, 503, {"error": "overloaded", "detail": str(exc)},
+                [(b"retry-after", str(retry).encode())],
+            )
+            return
+        except RunnerNotAvailable as exc:  # still loading, or its load failed (see /readyz)
+            await _send_json(
+                send, 503, {"error": "not_ready", "detail": str(exc)}, [(b"retry-after", b"1")]
+            )
+            return
+        except RequestTooLarge as exc:
+            await _send_json(send, 413, {"error": "too_many_rows", "detail": str(exc)})
+            return
+        except HTTPException as exc:  # raised on purpose by user code
+            await _send_json(send, exc.status_code, {"error": "http_error", "detail": exc.detail})
+            return
+        except Exception as exc:
+            await self._send_internal_error(send, endpoint, exc)
+            return
+        await send({
+            "type": "http.response.start", "status": 200,
+            "headers": [(b"content-type", media.encode()), (b"content-length", str(len(payload)).encode())],
+        })
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _send_internal_error(self, send: Send, endpoint: Endpoint, exc: Exception) -> None:
+        error_id = uuid.uuid4().hex[:12]
+        error_log.error(
+            "error %s in API '%s': %s: %s", error_id, endpoint.spec.name, type(exc).__name__, exc,
+            exc_info=exc,
+        )
+        body: dict[str, Any] = {
+            "error": "internal_error",
+            "error_id": error_id,
+            "detail": f"API '{endpoint.spec.name}' raised {type(exc).__name__}; "
+            f"the server log has the traceback under error id {error_id}",
+        }
+        if self.config.dev:
+            body["message"] = str(exc)
+            body["traceback"] = "".join(traceback.format_exception(exc))
+        await _send_json(send, 500, body)
+
+
+def _too_large(size: int, limit: int) -> RequestError:
+    return RequestError(
+        413, "body_too_large", None,
+        f"request body of {size} bytes exceeds the limit of {limit} bytes "
+        f"(setting max_body_bytes)",
+    )
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body, refusing it as soon as it grows past `limit` (Content-Length may be
+    missing or wrong with chunked uploads)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise RequestError(400, "client_disconnected", None, "client went away mid-body")
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    payload = json.dumps(body).encode()
+    await send({
+        "type": "http.response.start", "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            *(headers or []),
+        ],
+    })
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,397 @@
+"""The adaptive micro-batcher: rows from concurrent requests wait in one bounded queue and go to
+the model together, so one forward pass serves many requests.
+
+When to dispatch (see docs/batching.md): the batcher learns what a batch costs as it runs
+(`cost(n) = a + b*n`, an exponentially weighted least-squares fit) and how fast rows arrive
+(a time-decayed rate). With a free worker and rows queued it dispatches at once when the queue
+holds `max_batch_size` rows, when no further row is expected before the oldest row's deadline
+(`max_latency_ms`), or when the queue already holds the batch size the workers need to keep up
+with the arrival rate; otherwise it waits for companions, never past the deadline. While every
+worker is busy rows keep queuing (free batching); only a full queue (`max_queue_rows`) refuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.errors import NbentoError
+from runtime.serving import metrics
+from runtime.serving.estimators import ArrivalRate, CostModel
+from runtime.serving.rows import batch_key, concat, count_rows, join_outputs, split_output, take
+from runtime.settings import BatchingConfig
+
+logger = logging.getLogger("nbento.batching")
+
+RunBatch = Callable[..., Awaitable[Any]]
+"""`await run_batch(rows, *args, **kwargs)`: the model call on one batch of rows."""
+
+
+class QueueFull(NbentoError):
+    """The runner's queue holds `max_queue_rows` rows; the app answers 503 with Retry-After."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RunnerClosed(QueueFull):
+    """The runner is shutting down (or being replaced) and takes no new rows."""
+
+
+class RequestTooLarge(NbentoError, ValueError):
+    """One request holds more rows than the queue can ever take (`max_queue_rows`)."""
+
+
+@dataclass(eq=False)
+class _Request:
+    rows: Any
+    n: int
+    key: Hashable
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    arrival: float
+    future: asyncio.Future[Any]
+    parts: dict[int, Any] = field(default_factory=dict)
+    pending: int = 0
+
+
+@dataclass(eq=False)
+class _Segment:
+    request: _Request
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+class AdaptiveBatcher:
+    """Batches rows of concurrent `submit` calls for one runner method.
+
+    `run_batch(rows, *args, **kwargs)` runs the model (off the event loop; see runners.py);
+    up to `concurrency` batches run at once (one per worker)."""
+
+    def __init__(
+        self,
+        name: str,
+        method: str,
+        run_batch: RunBatch,
+        config: BatchingConfig,
+        *,
+        batch_dim: int = 0,
+        concurrency: int = 1,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.name = name
+        self.method = method
+        self.run_batch = run_batch
+        self.config = config
+        self.batch_dim = batch_dim
+        self.concurrency = concurrency
+        self.cost = CostModel()
+        self.arrivals = ArrivalRate(tau=max(0.1, 20 * config.max_latency_ms / 1000))
+        self._queue: deque[_Segment] = deque()
+        self.queued_rows = 0
+        self.inflight = 0
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._arrived = 0  # submissions so far; tells a fruitful wait from a stalled one
+        # Plain counters for status pages and tests (the Prometheus metrics are process-wide).
+        self.batches = 0
+        self.rows_done = 0
+        self.rejected = 0
+        self.last_wait = 0.0
+        self.max_batch_seen = 0
+        labels = {"runner": name, "method": method}
+        self._m_depth = metrics.QUEUE_DEPTH.labels(**labels)
+        self._m_size = metrics.BATCH_SIZE.labels(**labels)
+        self._m_wait = metrics.BATCH_WAIT.labels(**labels)
+        self._m_compute = metrics.BATCH_COMPUTE.labels(**labels)
+        self._m_rejected = metrics.REJECTED.labels(**labels)
+
+    # -- public -----------------------------------------------------------------------------
+
+    async def submit(
+        self, rows: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        """Queue `rows` (a list or an array along `batch_dim`) and return the model's output for
+        exactly these rows, in order. `args`/`kwargs` go to the model after the rows; requests
+        batch together only when those are equal."""
+        kwargs = kwargs or {}
+        n = count_rows(rows, self.batch_dim)
+        if self._closing:
+            raise RunnerClosed(
+                f"runner '{self.name}' is shutting down; retry on another replica", 1.0
+            )
+        if n == 0:  # nothing to batch; let the model say what an empty call returns
+            return await self.run_batch(rows, *args, **kwargs)
+        limit = self.config.max_queue_rows
+        if n > limit:
+            raise RequestTooLarge(
+                f"request holds {n} rows for {self.name}.{self.method}, more than the queue "
+                f"bound max_queue_rows={limit}; send at most {limit} rows per request or raise "
+                f"max_queue_rows in the runner config"
+            )
+        if self.queued_rows + n > limit:
+            self.rejected += n
+            self._m_rejected.inc(n)
+            retry = self.retry_after()
+            raise QueueFull(
+                f"runner '{self.name}' queue is full ({self.queued_rows} rows waiting, bound "
+                f"{limit}); retry in {retry:.1f}s",
+                retry,
+            )
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        key = (batch_key(rows, self.batch_dim), _freeze(args), _freeze(kwargs))
+        request = _Request(rows, n, key, args, kwargs, now, loop.create_future(), pending=n)
+        step = self.config.max_batch_size
+        for start in range(0, n, step):
+            self._queue.append(_Segment(request, start, min(n, start + step)))
+        self.queued_rows += n
+        self._m_depth.set(self.queued_rows)
+        self.arrivals.add(n, now)
+        self._arrived += 1
+        self._ensure_dispatcher()
+        assert self._wakeup is not None
+        self._wakeup.set()
+        return await request.future
+
+    def retry_after(self) -> float:
+        """Seconds until the queue has drained, by the learned cost (at least 1)."""
+        size = self.config.max_batch_size
+        per_batch = self.cost.seconds(size) or self.config.max_latency_ms / 1000
+        batches = math.ceil(self.queued_rows / size)
+        return max(1.0, per_batch * batches / self.concurrency)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "queued_rows": self.queued_rows,
+            "inflight": self.inflight,
+            "batches": self.batches,
+            "rows": self.rows_done,
+            "mean_batch_size": self.rows_done / self.batches if self.batches else 0.0,
+            "max_batch_size_seen": self.max_batch_seen,
+            "last_wait_s": self.last_wait,
+            "rejected_rows": self.rejected,
+            "cost_a_s": self.cost.a,
+            "cost_b_s": self.cost.b,
+            "arrival_rows_per_s": self.arrivals.rate(time.monotonic()),
+        }
+
+    async def aclose(self, timeout: float) -> None:
+        """Take no new rows; dispatch what is queued without waiting for companions and let
+        in-flight batches finish, up to `timeout` seconds. Rows still waiting then fail with
+        RunnerClosed."""
+        self._closing = True
+        if self._task is None:
+            return
+        assert self._wakeup is not None
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
+            self._task.cancel()
+            for task in list(self._running):
+                task.cancel()
+            error = RunnerClosed(f"runner '{self.name}' stopped before these rows ran", 1.0)
+            while self._queue:
+                self._fail(self._queue.popleft().request, error)
+            for task in list(self._running):
+                with contextlib.suppress(BaseException):
+                    await task
+        self.queued_rows = 0
+        self._m_depth.set(0)
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def _ensure_dispatcher(self) -> None:
+        if self._task is None or self._task.done():
+            self._wakeup = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(
+                self._dispatch_loop(), name=f"batcher {self.name}.{self.method}"
+            )
+
+    async def _dispatch_loop(self) -> None:
+        try:
+            await self._dispatch_forever()
+        except Exception as exc:  # a bug here must not leave callers waiting forever
+            logger.exception("batcher %s.%s stopped", self.name, self.method)
+            while self._queue:
+                self._fail(self._queue.popleft().request, exc)
+            self.queued_rows = 0
+            self._m_depth.set(0)
+
+    async def _dispatch_forever(self) -> None:
+        wakeup = self._wakeup
+        assert wakeup is not None
+        while True:
+            self._drop_cancelled()
+            if not self._queue:
+                if self._closing:
+                    if self._running:
+                        await asyncio.gather(*self._running, return_exceptions=True)
+                    return
+                wakeup.clear()
+                await wakeup.wait()
+                continue
+            if self.inflight >= self.concurrency:
+                wakeup.clear()
+                await wakeup.wait()
+                continue
+            delay = self._delay(time.monotonic())
+            if delay > 0:
+                arrived = self._arrived
+                wakeup.clear()
+                try:
+                    await asyncio.wait_for(wakeup.wait(), delay)
+                    continue  # rows arrived or a batch finished: decide again
+                except TimeoutError:
+                    # Waited the time the rate promised and nobody came: the callers are
+                    # probably all waiting on us (a closed loop), so stop waiting.
+                    if self._arrived != arrived or self.inflight >= self.concurrency:
+                        continue
+            self._launch(self._take())
+
+    def _delay(self, now: float) -> float:
+        """Seconds to keep waiting for companions before dispatching (0: dispatch now)."""
+        config = self.config
+        n = self.queued_rows
+        if self._closing or n >= config.max_batch_size:
+            return 0.0
+        remaining = self._queue[0].request.arrival + config.max_latency_ms / 1000 - now
+        if remaining <= 0:
+            return 0.0
+        rate = self.arrivals.rate(now)
+        if rate * remaining < 1.0:  # no companion expected before the deadline
+            return 0.0
+        target = self._target_rows(rate)
+        if n >= target:
+            return 0.0
+        return min(remaining, (target - n) / rate)
+
+    def _target_rows(self, rate: float) -> float:
+        """The batch size at which the workers keep up with `rate` rows/s: the smallest n with
+        concurrency * n / (a + b*n) >= rate, plus 10% headroom; max_batch_size if none does."""
+        a, b = self.cost.a, self.cost.b
+        spare = self.concurrency - rate * b
+        if spare <= 0:
+            return float(self.config.max_batch_size)
+        return min(float(self.config.max_batch_size), 1.1 * rate * a / spare)
+
+    def _drop_cancelled(self) -> None:
+        while self._queue and self._queue[0].request.future.done():
+            self.queued_rows -= self._queue.popleft().size
+            self._m_depth.set(self.queued_rows)
+
+    def _take(self) -> list[_Segment]:
+        """Up to max_batch_size rows from the head of the queue, all with the head's key; the
+        last segment is split when only part of it fits."""
+        room = self.config.max_batch_size
+        key = self._queue[0].request.key
+        batch: list[_Segment] = []
+        while self._queue and room > 0:
+            segment = self._queue[0]
+            if segment.request.future.done():
+                self._queue.popleft()
+                self.queued_rows -= segment.size
+                continue
+            if segment.request.key != key:
+                break
+            if segment.size > room:
+                head = _Segment(segment.request, segment.start, segment.start + room)
+                segment.start += room
+                batch.append(head)
+                self.queued_rows -= room
+                break
+            self._queue.popleft()
+            batch.append(segment)
+            room -= segment.size
+            self.queued_rows -= segment.size
+        self._m_depth.set(self.queued_rows)
+        return batch
+
+    def _launch(self, batch: list[_Segment]) -> None:
+        if not batch:
+            return
+        self.inflight += 1
+        task = asyncio.get_running_loop().create_task(self._execute(batch))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _execute(self, batch: list[_Segment]) -> None:
+        start = time.monotonic()
+        wait = start - min(segment.request.arrival for segment in batch)
+        sizes = [segment.size for segment in batch]
+        total = sum(sizes)
+        first = batch[0].request
+        try:
+            rows = concat(
+                [take(s.request.rows, s.start, s.end, self.batch_dim) for s in batch],
+                self.batch_dim,
+            )
+            output = await self.run_batch(rows, *first.args, **first.kwargs)
+            pieces = split_output(output, sizes, self.batch_dim)
+        except Exception as exc:  # one failing batch fails exactly its own requests
+            for segment in batch:
+                self._fail(segment.request, exc)
+        else:
+            elapsed = time.monotonic() - start
+            self.cost.add(total, elapsed)
+            self._m_compute.observe(elapsed)
+            for segment, piece in zip(batch, pieces, strict=True):
+                self._deliver(segment, piece)
+        finally:
+            self.inflight -= 1
+            self.batches += 1
+            self.rows_done += total
+            self.last_wait = wait
+            self.max_batch_seen = max(self.max_batch_seen, total)
+            self._m_size.observe(total)
+            self._m_wait.observe(wait)
+            if self._wakeup is not None:
+                self._wakeup.set()
+
+    def _deliver(self, segment: _Segment, piece: Any) -> None:
+        request = segment.request
+        if request.future.done():
+            return
+        request.parts[segment.start] = piece
+        request.pending -= segment.size
+        if request.pending == 0:
+            ordered = [request.parts[start] for start in sorted(request.parts)]
+            try:
+                request.future.set_result(join_outputs(ordered, self.batch_dim))
+            except Exception as exc:
+                request.future.set_exception(exc)
+
+    @staticmethod
+    def _fail(request: _Request, exc: BaseException) -> None:
+        if not request.future.done():
+            request.future.set_exception(exc)
+
+
+def _freeze(value: Any) -> Hashable:
+    """A hashable stand-in for extra call arguments; unhashable objects (arrays) compare by
+    identity, so such requests simply do not share a batch."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return ("id", id(value))
+    return value

@@ -1,0 +1,284 @@
+"""The served state of one service: the current generation of compiled endpoints, the runner
+pool they call, and what `/_nbento/status` reports. A reload builds a complete new generation
+off to the side and swaps one dict reference, so a request sees the old code or the new, never
+a mix; a reload that fails keeps the last good generation serving."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Protocol
+
+from runtime.service.definition import ApiSpec, Service, ServiceImportError, load_service
+from runtime.service.schema import ApiSchema
+from runtime.service.sources import ServiceSource
+from runtime.serving.metrics import RELOADS
+from runtime.settings import BatchingConfig, ServerConfig
+
+if TYPE_CHECKING:
+    from runtime.service.handles import ModelHandle, RunnerBackend
+    from runtime.serving.batching import AdaptiveBatcher
+
+log = logging.getLogger("nbento.server")
+
+
+class RunnerPoolLike(Protocol):
+    """What the host needs from `runtime.serving.runners.RunnerPool` (see docs/ARCHITECTURE.md)."""
+
+    ready: bool
+
+    def resolver(self, handle: ModelHandle) -> RunnerBackend: ...
+    async def sync(self, service: Service) -> None: ...
+    def status(self) -> dict[str, dict[str, Any]]: ...
+    async def aclose(self, timeout: float) -> None: ...
+
+
+@dataclass
+class Endpoint:
+    """One API as served: its spec, its request/response schema and, for batchable APIs, the
+    batcher that groups the rows of concurrent requests into one call."""
+
+    spec: ApiSpec
+    schema: ApiSchema
+    batcher: AdaptiveBatcher | None
+    executor: ThreadPoolExecutor
+
+    async def call(self, kwargs: dict[str, Any]) -> Any:
+        if self.batcher is not None:
+            (rows,) = kwargs.values()
+            return await self.batcher.submit(rows)
+        if self.spec.is_async:
+            return await self.spec.func(**kwargs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: self.spec.func(**kwargs))
+
+
+def api_batching(spec: ApiSpec, config: ServerConfig) -> BatchingConfig:
+    """Settings for a batchable API: defaults < `@api(...)` arguments < the keys a config file
+    (or `--set apis.NAME.KEY=...`) sets under `apis: {NAME: ...}` (as for runners, so operators
+    can retune without editing code)."""
+    merged: dict[str, Any] = {
+        k: v
+        for k, v in {"max_batch_size": spec.max_batch_size, "max_latency_ms": spec.max_latency_ms}.items()
+        if v is not None
+    }
+    configured = config.apis.get(spec.name)
+    if configured is not None:
+        merged.update(configured.model_dump(include=configured.model_fields_set))
+    return BatchingConfig.model_validate(merged)
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class ServiceHost:
+    """Holds the live service; `endpoints` maps a URL path to its `Endpoint`."""
+
+    def __init__(self, source: ServiceSource, config: ServerConfig, pool: RunnerPoolLike) -> None:
+        self.source = source
+        self.config = config
+        self.pool = pool
+        # Sync API functions run here; big enough that blocking calls into the batcher never
+        # cap the batch size below what the batcher wants.
+        self.executor = ThreadPoolExecutor(
+            max_workers=max(config.api_threads, 1), thread_name_prefix="nbento-api"
+        )
+        self.service: Service | None = None
+        self.endpoints: dict[str, Endpoint] = {}
+        self.generation = 0
+        self.loaded_at: str | None = None
+        self.last_reload_ms: float | None = None
+        self.last_error: dict[str, Any] | None = None
+        self.runners_error: str | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+        # The startup load of the runners; the server exits when it fails for good.
+        self.initial_load: asyncio.Task[None] | None = None
+        self._lock: asyncio.Lock | None = None
+        self._closing: list[asyncio.Task[None]] = []
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def _compile(self, service: Service) -> dict[str, Endpoint]:
+        endpoints: dict[str, Endpoint] = {}
+        for spec in service.apis.values():
+            try:
+                schema = ApiSchema(spec)
+            except TypeError as exc:
+                code = spec.func.__code__
+                raise ServiceImportError(str(exc), code.co_filename, code.co_firstlineno) from None
+            endpoints[spec.route] = Endpoint(spec, schema, None, self.executor)
+        return endpoints
+
+    def _start_batchers(self, endpoints: dict[str, Endpoint], service: Service) -> None:
+        """Batchers are made on the event loop, once the generation is about to go live."""
+        from runtime.serving.batching import AdaptiveBatcher
+
+        for endpoint in endpoints.values():
+            spec = endpoint.spec
+            if spec.batchable and endpoint.batcher is None:
+                endpoint.batcher = AdaptiveBatcher(
+                    f"api:{service.name}", spec.name, self._batch_runner(spec),
+                    api_batching(spec, self.config),
+                )
+
+    def _batch_runner(self, spec: ApiSpec) -> Any:
+        executor = self.executor
+
+        async def run_batch(rows: Any) -> Any:
+            if spec.is_async:
+                return await spec.func(rows)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(executor, spec.func, rows)
+
+        return run_batch
+
+    def load_initial(self) -> Service:
+        """Import the service before the server binds, so a broken module fails `serve` with
+        a readable error instead of a server that never becomes ready."""
+        service = load_service(self.source)
+        self.endpoints = self._compile(service)
+        self.service = service
+        self.generation = 1
+        self.loaded_at = _utc_now()
+        return service
+
+    async def start(self) -> None:
+        """Go live: create batchers and start loading the runners in the background
+        (`/readyz` answers 503 until they are loaded)."""
+        assert self.service is not None, "call load_initial() first"
+        self._lock = asyncio.Lock()
+        self._start_batchers(self.endpoints, self.service)
+        self._sync_task = self.initial_load = asyncio.create_task(self._first_sync(self.service))
+
+    async def _first_sync(self, service: Service, attempts: int = 2) -> None:
+        """Load the runners at startup; one retry, since a first load can fail for transient
+        reasons (two frameworks imported at once by two loading threads, a busy disk)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._sync_runners(service, final=attempt == attempts)
+                return
+            except Exception:
+                if attempt == attempts:
+                    raise
+                log.warning("retrying the runner load (attempt %d of %d)", attempt + 1, attempts)
+                await asyncio.sleep(1.0)
+
+    async def _sync_runners(self, service: Service, *, final: bool = True) -> None:
+        """`final=False`: a retry follows, so the failure is not reported on /readyz yet."""
+        started = time.perf_counter()
+        try:
+            await self.pool.sync(service)
+        except Exception as exc:
+            if final:
+                self.runners_error = f"{type(exc).__name__}: {exc}"
+            log.exception("runners of service '%s' failed to load", service.name)
+            raise
+        self.runners_error = None
+        log.info("runners ready in %.2fs", time.perf_counter() - started)
+
+    @property
+    def ready(self) -> bool:
+        task = self._sync_task
+        return (
+            self.service is not None
+            and task is not None
+            and task.done()
+            and not task.cancelled()
+            and task.exception() is None
+            and bool(self.pool.ready)
+        )
+
+    async def reload(self, changed_at: float | None = None) -> bool:
+        """Re-import the service and swap it in; returns False (and keeps the old generation)
+        when the new code fails to import or its runners fail to load. `changed_at` is the
+        perf_counter time of the edit, for `last_reload_ms`."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            started = changed_at if changed_at is not None else time.perf_counter()
+            if self._sync_task is not None and not self._sync_task.done():
+                await asyncio.wait([self._sync_task])
+            try:
+                if self.source.regenerate is not None:
+                    await asyncio.to_thread(self.source.regenerate)
+                service = await asyncio.to_thread(load_service, self.source)
+                endpoints = self._compile(service)
+            except Exception as exc:
+                return self._failed(exc)
+            task = asyncio.create_task(self._sync_runners(service))
+            await asyncio.wait([task])
+            if task.exception() is not None:
+                return self._failed(task.exception())  # type: ignore[arg-type]
+            self._start_batchers(endpoints, service)
+            old = self.endpoints
+            self.endpoints = endpoints  # the atomic swap
+            self.service = service
+            self._sync_task = task
+            self.generation += 1
+            self.loaded_at = _utc_now()
+            self.last_error = None
+            self.last_reload_ms = round((time.perf_counter() - started) * 1000, 1)
+            RELOADS.labels("ok").inc()
+            log.info(
+                "reloaded service '%s' (generation %d) in %.1f ms",
+                service.name, self.generation, self.last_reload_ms,
+            )
+            self._close_later(old)
+            return True
+
+    def _failed(self, exc: BaseException) -> bool:
+        if isinstance(exc, ServiceImportError):
+            self.last_error = exc.as_status()
+        else:
+            self.last_error = {"message": f"{type(exc).__name__}: {exc}", "file": None, "line": None}
+        RELOADS.labels("error").inc()
+        log.error("reload failed, still serving generation %d: %s", self.generation, exc)
+        return False
+
+    def _close_later(self, endpoints: dict[str, Endpoint]) -> None:
+        batchers = [e.batcher for e in endpoints.values() if e.batcher is not None]
+        if batchers:
+            timeout = self.config.graceful_timeout_s
+            task = asyncio.create_task(_close_all(batchers, timeout))
+            self._closing.append(task)
+            task.add_done_callback(self._closing.remove)
+
+    # -- reporting and shutdown -------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        import os
+
+        service = self.service
+        return {
+            "service": service.name if service else None,
+            "generation": self.generation,
+            "source_sha256": service.source_sha256 if service else None,
+            "loaded_at": self.loaded_at,
+            "last_reload_ms": self.last_reload_ms,
+            "last_error": self.last_error,
+            "runners": self.pool.status(),
+            "pid": os.getpid(),
+        }
+
+    async def aclose(self, timeout: float) -> None:
+        """Finish queued batches of batchable APIs, then stop the runners."""
+        if self._sync_task is not None and not self._sync_task.done():
+            self._sync_task.cancel()
+        batchers = [e.batcher for e in self.endpoints.values() if e.batcher is not None]
+        await _close_all(batchers, timeout)
+        if self._closing:
+            await asyncio.wait(list(self._closing), timeout=timeout)
+        await self.pool.aclose(timeout)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _close_all(batchers: list[AdaptiveBatcher], timeout: float) -> None:
+    results = await asyncio.gather(*(b.aclose(timeout) for b in batchers), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            log.warning("a batcher did not close cleanly: %s", result)

@@ -1,0 +1,179 @@
+"""OpenAPI for a service: one `POST /{api}` operation per API, request and response schemas from
+the type hints (the same hints `runtime.service.schema` validates against). Rebuilt per generation, so
+`/docs` follows hot reloads."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from runtime.service.schema import ApiSchema, Param
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from runtime.service.definition import Service
+    from runtime.serving.host import ServiceHost
+
+_REF = "#/components/schemas/{model}"
+_ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string"},
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": ["string", "null"]}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def _schema(annotation: Any, components: dict[str, Any], ref: str = _REF) -> dict[str, Any]:
+    try:
+        schema = TypeAdapter(annotation).json_schema(ref_template=ref)
+    except Exception:  # an annotation pydantic cannot describe: leave it open
+        return {}
+    components.update(schema.pop("$defs", {}))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        components[annotation.__name__] = schema  # named models are shown by name in /docs
+        return {"$ref": ref.format(model=annotation.__name__)}
+    return schema
+
+
+def _param_schema(p: Param, components: dict[str, Any], ref: str = _REF) -> dict[str, Any]:
+    if p.kind == "ndarray":
+        assert p.array is not None
+        dims = len(p.array.shape) if p.array.shape is not None else 1
+        item: dict[str, Any] = {"type": "number"}
+        for _ in range(dims):
+            item = {"type": "array", "items": item}
+        return {**item, "description": p.array.describe()}
+    if p.kind in ("image", "file"):
+        return {"type": "string", "format": "binary"}
+    return _schema(p.annotation, components, ref)
+
+
+def _request_body(schema: ApiSchema, components: dict[str, Any], ref: str = _REF) -> dict[str, Any]:
+    content: dict[str, Any] = {}
+    single = schema.single
+    if single is not None:
+        body = _param_schema(single, components, ref)
+        if schema.wrapped_model is not None or single.kind == "ndarray":
+            # canonical form: an object naming the parameter ({"texts": [...]}); the bare
+            # value is accepted too (docs/apis.md)
+            content["application/json"] = {"schema": {
+                "type": "object", "properties": {single.name: body}, "required": [single.name],
+                "additionalProperties": False,
+            }}
+        elif single.kind in ("json", "text"):
+            content["application/json"] = {"schema": body}
+        if single.kind == "text":
+            content["text/plain"] = {"schema": {"type": "string"}}
+        if single.kind == "ndarray":
+            content["application/octet-stream"] = {
+                "schema": {"type": "string", "format": "binary", "description": "an .npy file"}
+            }
+        if single.kind in ("image", "file"):
+            media = "image/*" if single.kind == "image" else "application/octet-stream"
+            content[media] = {"schema": body}
+            content["multipart/form-data"] = {
+                "schema": {"type": "object", "properties": {single.name: body}, "required": [single.name]}
+            }
+    else:
+        properties = {p.name: _param_schema(p, components, ref) for p in schema.params}
+        required = [p.name for p in schema.params if p.required]
+        obj = {"type": "object", "properties": properties, "required": required}
+        if schema.file_params:
+            content["multipart/form-data"] = {"schema": obj}
+        else:
+            content["application/json"] = {"schema": obj}
+    return {"required": True, "content": content}
+
+
+def _response(schema: ApiSchema, components: dict[str, Any], ref: str = _REF) -> dict[str, Any]:
+    returns = schema.returns
+    if returns is str:
+        return {"text/plain": {"schema": {"type": "string"}}}
+    if returns is bytes:
+        return {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    return {"application/json": {"schema": _schema(returns, components, ref)}}
+
+
+def build_openapi(app: FastAPI, host: ServiceHost) -> dict[str, Any]:
+    """The document `/openapi.json` serves: the live generation's, cached per generation."""
+    cached = getattr(app, "_nbento_openapi", None)
+    if cached is not None and cached[0] == host.generation:
+        return cached[1]
+    if host.service is None:
+        return {"openapi": "3.1.0", "info": {"title": "nbento", "version": "0"}, "paths": {}}
+    schemas = [endpoint.schema for endpoint in host.endpoints.values()]
+    doc = service_openapi(host.service, schemas)
+    app._nbento_openapi = (host.generation, doc)  # type: ignore[attr-defined]
+    return doc
+
+
+def service_openapi(service: Service, schemas: list[ApiSchema] | None = None) -> dict[str, Any]:
+    """The OpenAPI document of `service` without a server (for example for a Bento build):
+    the same one a server of this code serves at `/openapi.json`."""
+    if schemas is None:
+        schemas = [ApiSchema(spec) for spec in service.apis.values()]
+    components: dict[str, Any] = {"Error": _ERROR}
+    paths: dict[str, Any] = {}
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for schema in schemas:
+        spec = schema.spec
+        summary, _, description = spec.doc.partition("\n")
+        paths[spec.route] = {
+            "post": {
+                "operationId": spec.name,
+                "summary": summary or spec.name,
+                "description": description.strip() + (
+                    "\n\nBatchable: the body is a batch of rows; rows of concurrent requests "
+                    "are grouped into one call." if spec.batchable else ""
+                ),
+                "requestBody": _request_body(schema, components),
+                "responses": {
+                    "200": {"description": "OK", "content": _response(schema, components)},
+                    "400": {"description": "malformed body", "content": error},
+                    "413": {"description": "body over max_body_bytes", "content": error},
+                    "415": {"description": "unsupported Content-Type", "content": error},
+                    "422": {"description": "invalid input", "content": error},
+                    "500": {"description": "error in the API function (see error_id)"},
+                    "503": {"description": "overloaded or loading; retry after Retry-After seconds"},
+                },
+            }
+        }
+    for probe, what in (
+        ("/livez", "the process is alive"),
+        ("/readyz", "every runner has loaded its model (503 until then)"),
+        ("/metrics", "Prometheus metrics"),
+    ):
+        paths[probe] = {"get": {"summary": what, "responses": {"200": {"description": "ok"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": service.name,
+            "version": service.source_sha256[:12],
+            "description": "Served by nbento.",
+        },
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+
+
+def api_io_schemas(schema: ApiSchema) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(input, output) JSON schemas of one API, self-contained (`$defs` inside), as the
+    server's OpenAPI document describes them; for `bento.yaml`."""
+    defs: dict[str, Any] = {}
+    ref = "#/$defs/{model}"
+    body = _request_body(schema, defs, ref)["content"]
+    response = _response(schema, defs, ref)
+    input_schema = dict(next(iter(body.values()))["schema"])
+    output_schema = dict(next(iter(response.values()))["schema"])
+    if defs:
+        input_schema["$defs"] = output_schema["$defs"] = defs
+    return input_schema, output_schema

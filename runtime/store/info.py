@@ -1,0 +1,61 @@
+"""What `model.yaml` holds: one stored version's metadata, read and written by the store, the
+serializers and the tar transfer alike."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+MODEL_FILE = "model.yaml"
+
+
+class ModelSignature(BaseModel):
+    """How a method is called: `batchable` methods take and return a batch along `batch_dim`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batchable: bool = False
+    batch_dim: int = 0
+    input_spec: Any = None
+    output_spec: Any = None
+    description: str | None = None
+
+
+class Framework(BaseModel):
+    name: str
+    version: str | None = None
+
+
+class Provenance(BaseModel):
+    """Where the model was saved from; empty outside a notebook."""
+
+    notebook: str | None = None
+    cell_id: str | None = None
+
+
+class ModelInfo(BaseModel):
+    """The content of `model.yaml`. Field names follow BentoML's where the meaning is the same."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    version: str
+    module: str
+    serializer: str
+    framework: Framework
+    python_version: str
+    nbento_version: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    signatures: dict[str, ModelSignature] = Field(default_factory=dict)
+    creation_time: datetime
+    size_bytes: int
+    files: dict[str, str]
+    provenance: Provenance = Field(default_factory=Provenance)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

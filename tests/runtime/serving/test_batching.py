@@ -1,0 +1,193 @@
+"""AdaptiveBatcher on a real event loop with a synthetic model that records every batch."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from runtime.serving.batching import AdaptiveBatcher, QueueFull, RequestTooLarge
+from runtime.serving.rows import BatchInputError, BatchOutputError
+from runtime.settings import BatchingConfig
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Recorder:
+    """A batchable 'model': doubles each row, remembers batch sizes, can be slowed or gated."""
+
+    def __init__(self, delay: float = 0.0, output: str = "same") -> None:
+        self.sizes: list[int] = []
+        self.delay = delay
+        self.output = output
+        self.gate: asyncio.Event | None = None
+        self.threads: set[int] = set()
+
+    async def __call__(self, rows: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.gate is not None:
+            await self.gate.wait()
+        result = await asyncio.to_thread(self._compute, rows, kwargs.get("scale", 2))
+        return result
+
+    def _compute(self, rows: Any, scale: int) -> Any:
+        self.threads.add(threading.get_ident())
+        n = len(rows)
+        self.sizes.append(n)
+        if self.delay:
+            time.sleep(self.delay)
+        if any(
+            isinstance(r, str) and r == "boom" for r in (rows if isinstance(rows, list) else [])
+        ):
+            raise ValueError("model exploded on 'boom'")
+        doubled = rows * scale if isinstance(rows, np.ndarray) else [r * scale for r in rows]
+        if self.output == "tuple":
+            return (doubled, np.arange(n))
+        if self.output == "dict":
+            return {"value": doubled, "index": list(range(n))}
+        if self.output == "scalar":
+            return 42
+        return doubled
+
+
+def make(model: Recorder, **settings: Any) -> AdaptiveBatcher:
+    config = BatchingConfig(**{"max_batch_size": 8, "max_latency_ms": 10.0, **settings})
+    return AdaptiveBatcher("test", "double", model, config)
+
+
+@pytest.mark.parametrize("n", [1, 5, 100])
+async def test_rows_are_split_at_max_batch_size_and_reassembled_in_order(n: int) -> None:
+    model = Recorder()
+    batcher = make(model)
+    assert await batcher.submit(list(range(n))) == [2 * i for i in range(n)]
+    array = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+    out = await batcher.submit(array)
+    assert isinstance(out, np.ndarray) and out.shape == (n, 3)
+    np.testing.assert_array_equal(out, array * 2)
+    assert max(model.sizes) <= 8
+    assert sum(model.sizes) == 2 * n
+    await batcher.aclose(5)
+
+
+async def test_tuple_and_dict_outputs_are_split_per_request() -> None:
+    model = Recorder(output="tuple")
+    batcher = make(model, max_batch_size=4)
+    first, second = await asyncio.gather(batcher.submit([1, 2, 3]), batcher.submit([10, 20, 30]))
+    assert first[0] == [2, 4, 6] and second[0] == [20, 40, 60]
+    assert len(first[1]) == 3 and len(second[1]) == 3
+    dict_batcher = make(Recorder(output="dict"), max_batch_size=4)
+    out = await dict_batcher.submit([1, 2, 3, 4, 5, 6])
+    assert out == {"value": [2, 4, 6, 8, 10, 12], "index": [0, 1, 2, 3, 0, 1]}
+    await batcher.aclose(5)
+    await dict_batcher.aclose(5)
+
+
+async def test_concurrent_submissions_coalesce_while_the_model_is_busy() -> None:
+    model = Recorder(delay=0.02)
+    batcher = make(model, max_batch_size=32, max_latency_ms=5.0)
+    results = await asyncio.gather(*(batcher.submit([i]) for i in range(64)))
+    assert results == [[2 * i] for i in range(64)]
+    assert max(model.sizes) > 1
+    assert len(model.sizes) < 64
+    assert batcher.stats()["mean_batch_size"] > 1
+    await batcher.aclose(5)
+
+
+async def test_extra_arguments_only_batch_with_equal_arguments() -> None:
+    model = Recorder(delay=0.01)
+    batcher = make(model)
+    a, b = await asyncio.gather(
+        batcher.submit([1, 2], kwargs={"scale": 3}), batcher.submit([1, 2], kwargs={"scale": 10})
+    )
+    assert a == [3, 6] and b == [10, 20]
+    await batcher.aclose(5)
+
+
+async def test_a_lone_request_at_idle_is_dispatched_without_waiting() -> None:
+    batcher = make(Recorder(), max_latency_ms=500.0)
+    for _ in range(3):
+        await batcher.submit(["x"])
+        await asyncio.sleep(0.05)
+        # Generous bound: far below the 500 ms window the batcher would otherwise wait for.
+        assert batcher.stats()["last_wait_s"] < 0.1
+    await batcher.aclose(5)
+
+
+async def test_a_full_queue_refuses_with_retry_after_and_recovers() -> None:
+    model = Recorder()
+    model.gate = asyncio.Event()  # the model hangs until released: the queue can only fill
+    batcher = make(model, max_batch_size=4, max_queue_rows=10)
+    first = asyncio.ensure_future(batcher.submit([0, 1, 2, 3]))  # in flight, not queued
+    await asyncio.sleep(0.05)
+    queued = [asyncio.ensure_future(batcher.submit([i] * 5)) for i in range(2)]
+    await asyncio.sleep(0.01)
+    with pytest.raises(QueueFull) as refused:
+        await batcher.submit([9])
+    assert refused.value.retry_after >= 1
+    assert "queue is full" in str(refused.value)
+    assert batcher.stats()["rejected_rows"] == 1
+    model.gate.set()
+    assert await first == [0, 2, 4, 6]
+    assert await asyncio.gather(*queued) == [[0] * 5, [2] * 5]
+    assert await batcher.submit([7]) == [14]
+    await batcher.aclose(5)
+
+
+async def test_a_request_larger_than_the_queue_is_refused_clearly() -> None:
+    batcher = make(Recorder(), max_queue_rows=10)
+    with pytest.raises(RequestTooLarge, match="max_queue_rows=10"):
+        await batcher.submit(list(range(11)))
+
+
+async def test_aclose_drains_queued_and_inflight_batches() -> None:
+    model = Recorder(delay=0.02)
+    batcher = make(model, max_batch_size=4, max_latency_ms=1000.0)
+    pending = [asyncio.ensure_future(batcher.submit([i])) for i in range(10)]
+    await asyncio.sleep(0)
+    await batcher.aclose(10)
+    assert [p.result() for p in pending] == [[2 * i] for i in range(10)]
+    with pytest.raises(QueueFull, match="shutting down"):
+        await batcher.submit([1])
+
+
+async def test_a_failing_batch_fails_only_its_own_requests() -> None:
+    model = Recorder(delay=0.01)
+    batcher = make(model, max_batch_size=2)
+    results = await asyncio.gather(
+        batcher.submit(["a"]),
+        batcher.submit(["boom"]),
+        batcher.submit(["c", "d"]),
+        return_exceptions=True,
+    )
+    failed = [r for r in results if isinstance(r, Exception)]
+    assert failed and all("exploded" in str(e) for e in failed)
+    assert ["cc", "dd"] in results  # a later batch of its own still succeeds
+    assert await batcher.submit(["z"]) == ["zz"]
+    await batcher.aclose(5)
+
+
+async def test_bad_rows_and_rowless_outputs_get_clear_errors() -> None:
+    batcher = make(Recorder())
+    with pytest.raises(BatchInputError, match="wrap a single item in a list"):
+        await batcher.submit("just a string")
+    rowless = make(Recorder(output="scalar"))
+    with pytest.raises(BatchOutputError, match="returned int"):
+        await rowless.submit([1, 2])
+    await batcher.aclose(5)
+    await rowless.aclose(5)
+
+
+async def test_the_cost_model_learns_a_fixed_and_a_per_row_cost() -> None:
+    batcher = make(Recorder())
+    for rows, seconds in [(1, 0.011), (8, 0.018), (4, 0.014), (2, 0.012)] * 5:
+        batcher.cost.add(rows, seconds)
+    assert batcher.cost.a == pytest.approx(0.010, abs=1e-4)
+    assert batcher.cost.b == pytest.approx(0.001, abs=1e-4)
