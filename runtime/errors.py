@@ -155,10 +155,11 @@ class WorkerError(NbentoError):
 
 
 class RemoteCallError(NbentoError, RuntimeError):
-    """The model raised inside a worker process or a remote runner; the message carries the
-    original exception type and message (and the remote error id, if any)."""
+    """An unexpected exception raised in another process (the model in a worker process, or
+    anything in a remote runner); the message carries the original type and message (and the
+    remote error id, if any). Its code is `internal_error`, like any unexpected exception's."""
 
-    code = "remote_call_error"
+    code = "internal_error"
 
     def __init__(self, message: str, error_type: str = "Exception", trace: str = "") -> None:
         super().__init__(message)
@@ -325,7 +326,7 @@ class HttpError(RequestError):
 ERROR_CLASSES: dict[str, type[NbentoError]] = {
     cls.code: cls
     for cls in (
-        NbentoError, InvalidName, ModelNotFound, ChecksumMismatch, SerializationError,
+        InvalidName, ModelNotFound, ChecksumMismatch, SerializationError,
         ServiceLoadError, ServiceImportError, SignatureError, BuildError,
         ContainerEngineUnavailable, ImageBuildFailed, BatchInputError, BatchOutputError,
         WireError, WorkerError, RemoteCallError, RequestTooLarge, QueueFull, RunnerClosed,
@@ -334,8 +335,10 @@ ERROR_CLASSES: dict[str, type[NbentoError]] = {
         HttpError,
     )
 }
-"""Every error class by the `type` its HTTP body carries (a remote runner's errors are rebuilt
-from it, so a split deployment fails exactly like a single one)."""
+"""Every error class by the `type` its HTTP body carries, so an API server rebuilds a remote
+runner's errors as the same class and a split deployment fails exactly like a single one.
+`internal_error` (anything unexpected, the `NbentoError` base included) comes back as a
+`RemoteCallError`."""
 
 
 def status_for(exc: BaseException) -> int:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-class FieldError(BaseModel):
+class FieldMessage(BaseModel):
     """One problem with one input field."""
 
     model_config = ConfigDict(extra="forbid")
@@ -53,7 +53,7 @@ class ErrorDetail(BaseModel):
     type: str = Field(description="what kind of error: a stable code, see docs/apis.md")
     message: str = Field(description="what was wrong and what to do")
     field: str | None = Field(description="the input field the error concerns, if any")
-    fields: list[FieldError] = Field(
+    fields: list[FieldMessage] = Field(
         description="every problem with the input (a 422 may list several); empty otherwise"
     )
     id: str | None = Field(description="500s: the server log has the traceback under this id")

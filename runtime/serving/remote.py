@@ -111,7 +111,7 @@ def remote_error(name: str, response: httpx.Response) -> NbentoError:
     if cls is not None and issubclass(cls, QueueFull):
         retry = _seconds(response.headers.get("retry-after"))
         return cls(f"remote runner '{name}': {message}", retry)
-    if cls is None or cls is NbentoError or issubclass(cls, RequestError):
+    if cls is None or cls is RemoteCallError or issubclass(cls, RequestError):
         return RemoteCallError(
             f"remote runner '{name}' failed ({status} {detail.type}): {message}", detail.type
         )
