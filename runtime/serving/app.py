@@ -21,8 +21,8 @@ from starlette.exceptions import HTTPException
 
 from runtime.errors import BodyTooLarge, InvalidBody, MethodNotAllowed
 from runtime.serving.error_body import (
+    chosen_answer,
     error_response,
-    from_http_exception,
     install_error_handlers,
     send_error,
 )
@@ -182,9 +182,7 @@ class ApiGateway:
             payload, media = endpoint.schema.encode(result)
         except Exception as exc:
             if isinstance(exc, HTTPException):  # raised on purpose by user code
-                exc = from_http_exception(
-                    exc.status_code, exc.detail, exc.headers, scope["method"], scope["path"]
-                )
+                exc = chosen_answer(exc.status_code, exc.detail, exc.headers)
             await send_error(send, error_response(
                 exc, where=f"API '{endpoint.spec.name}'", log=error_log,
                 internals=self.config.dev, traceback=self.config.dev,

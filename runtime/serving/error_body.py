@@ -147,13 +147,19 @@ def from_http_exception(
     status: int, detail: Any, headers: Mapping[str, str] | None, method: str, path: str,
     routes_hint: str = "",
 ) -> NbentoError:
-    """A framework's (or user code's) `HTTPException` as one of ours: 404 and 405 get their own
-    classes and messages that say what to do; any other status keeps its detail."""
+    """The framework's own `HTTPException` as one of ours: its 404 (no route) and 405 get their
+    own classes and messages that say what to do; any other status keeps its detail."""
     if status == 404:
         return NotFound(f"no route {method} {path}{routes_hint}")
     if status == 405:
         allow = (headers or {}).get("Allow") or (headers or {}).get("allow") or ""
         return MethodNotAllowed(f"{path} takes {allow or 'another method'}, not {method}", allow)
+    return chosen_answer(status, detail, headers)
+
+
+def chosen_answer(status: int, detail: Any, headers: Mapping[str, str] | None) -> HttpError:
+    """An `HTTPException` raised on purpose (by an API function): its status, its detail as the
+    message (JSON text when it is not a string), its headers."""
     text = detail if isinstance(detail, str) else json.dumps(detail, default=str)
     return HttpError(status, text, headers)
 

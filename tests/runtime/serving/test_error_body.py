@@ -70,6 +70,11 @@ def conflict(order_id: int) -> int:
 
 
 @api
+def ticket(ticket_id: int) -> dict:
+    raise HTTPException(404, {"ticket": ticket_id, "problem": "no such ticket"})
+
+
+@api
 def ghost(xs: list[float]) -> list:
     return runner("ghost").predict(xs)  # a handle the server never started
 """
@@ -93,6 +98,7 @@ CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
     "model_raised": ("raw", {"json": ["a"]}, 500, "internal_error"),
     "no_signature": ("misspelt", {"json": [1]}, 500, "signature_error"),
     "http_exception": ("conflict", {"json": 7}, 409, "http_error"),
+    "user_404": ("ticket", {"json": 3}, 404, "http_error"),
     "runner_not_started": ("ghost", {"json": [1]}, 503, "not_ready"),
 }
 REACHES_THE_RUNNER = ["too_many_rows", "model_raised", "no_signature"]
@@ -164,6 +170,7 @@ def test_every_api_server_error_is_the_one_body(servers: dict[str, ServerProcess
     assert "max_queue_rows=4" in details["too_many_rows"].message
     assert "API 'raw' raised TypeError" in details["model_raised"].message  # not the model's words
     assert details["http_exception"].message == "order 7 exists"
+    assert json.loads(details["user_404"].message) == {"ticket": 3, "problem": "no such ticket"}
     assert call(url, "conflict", {"json": 7}).headers["x-order"] == "7"
     assert "runner 'ghost' is not running" in details["runner_not_started"].message
 
