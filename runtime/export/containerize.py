@@ -13,18 +13,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runtime.errors import NbentoError
+from runtime.errors import ContainerEngineUnavailable, ImageBuildFailed
 from runtime.export.bento_store import Bento
 
 DOCKERFILE = "env/docker/Dockerfile"
-
-
-class ContainerEngineUnavailable(NbentoError):
-    """No Docker-API engine answered; the message carries the equivalent `docker build`."""
-
-
-class ImageBuildFailed(NbentoError):
-    """The engine ran the build and it failed (the log says where)."""
 
 
 def docker_build_command(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
-from runtime.errors import ServiceLoadError
+from runtime.errors import ServiceImportError, ServiceLoadError
 from runtime.service.handles import ModelHandle
 from runtime.service.sources import SERVICE_MODULE, ServiceSource, resolve_source
 
@@ -144,20 +144,6 @@ class Service:
                 f"service '{self.name}' has no runner '{name}'; its runners: {known}"
             )
         return replace(self, runners={name: self.runners[name]})
-
-
-class ServiceImportError(ServiceLoadError):
-    """The service module raised while importing; `file` and `line` point into user code."""
-
-    def __init__(self, message: str, file: str | None, line: int | None) -> None:
-        where = f"{file}:{line}: " if file else ""
-        super().__init__(f"{where}{message}")
-        self.message = message
-        self.file = file
-        self.line = line
-
-    def as_status(self) -> dict[str, Any]:
-        return {"message": self.message, "file": self.file, "line": self.line}
 
 
 def load_service(source: str | Path | ServiceSource) -> Service:

@@ -23,6 +23,13 @@ import numpy as np
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
+from runtime.errors import (
+    InvalidBody,
+    InvalidJSON,
+    RequestError,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from runtime.service.definition import ApiSpec
 
 ParamKind = Literal["json", "ndarray", "text", "image", "file"]
@@ -46,9 +53,9 @@ class ndarray:
     def check(self, array: np.ndarray, field: str) -> np.ndarray:
         if self.dtype is not None and array.dtype != self.dtype:
             if not np.can_cast(array.dtype, self.dtype, casting="same_kind"):
-                raise RequestError(
-                    422, "validation_error", field,
+                raise ValidationFailed(
                     f"array dtype {array.dtype.name} cannot be converted to {self.dtype.name}",
+                    field,
                 )
             array = array.astype(self.dtype)
         if self.shape is not None:
@@ -56,10 +63,10 @@ class ndarray:
                 want in (-1, got) for want, got in zip(self.shape, array.shape, strict=True)
             )
             if not ok:
-                raise RequestError(
-                    422, "validation_error", field,
+                raise ValidationFailed(
                     f"array shape {tuple(array.shape)} does not match {self.shape} "
                     f"(-1 means any length)",
+                    field,
                 )
         return array
 
@@ -68,22 +75,16 @@ class ndarray:
             array = np.asarray(value, dtype=self.dtype)
         except (ValueError, TypeError) as exc:
             want = self.dtype.name if self.dtype is not None else "numbers"
-            raise RequestError(
-                422, "validation_error", field, f"expected a (nested) list of {want}: {exc}"
-            ) from None
+            raise ValidationFailed(f"expected a (nested) list of {want}: {exc}", field) from None
         if array.dtype == object:
-            raise RequestError(
-                422, "validation_error", field, "expected a rectangular (nested) list of numbers"
-            )
+            raise ValidationFailed("expected a rectangular (nested) list of numbers", field)
         return self.check(array, field)
 
     def from_npy(self, body: bytes, field: str) -> np.ndarray:
         try:
             array = np.load(io.BytesIO(body), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
-            raise RequestError(
-                400, "invalid_body", field, f"body is not a valid .npy array ({exc})"
-            ) from None
+            raise InvalidBody(f"body is not a valid .npy array ({exc})", field) from None
         return self.check(array, field)
 
 
@@ -106,33 +107,15 @@ class UploadedFile:
     data: bytes
 
 
-class RequestError(Exception):
-    """A request the API cannot take: becomes a 4xx JSON body naming the field."""
-
-    def __init__(self, status: int, error: str, field: str | None, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.details = [{"field": field, "message": message}]
-
-    @classmethod
-    def from_validation(cls, exc: ValidationError, prefix: tuple[str, ...] = ()) -> RequestError:
-        errors = exc.errors(include_url=False, include_input=False)
-        if any(err["type"] == "json_invalid" for err in errors):
-            first = errors[0]
-            return cls(400, "invalid_json", None, f"body is not valid JSON: {first['msg']}")
-        error = cls(422, "validation_error", None, "")
-        error.details = [
-            {
-                "field": ".".join(str(p) for p in (*prefix, *err["loc"])) or None,
-                "message": err["msg"],
-            }
-            for err in errors
-        ]
-        return error
-
-    def body(self) -> dict[str, Any]:
-        return {"error": self.error, "detail": self.details}
+def _invalid(exc: ValidationError, prefix: tuple[str, ...] = ()) -> RequestError:
+    """Pydantic's verdict on a body as our error: 400 for JSON that does not parse, else a 422
+    naming each field by its dotted path (from the parameter name, for a single parameter)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(err["type"] == "json_invalid" for err in errors):
+        return InvalidJSON(f"body is not valid JSON: {errors[0]['msg']}")
+    return ValidationFailed.listing([
+        (".".join(str(p) for p in (*prefix, *err["loc"])) or None, err["msg"]) for err in errors
+    ])
 
 
 @dataclass
@@ -224,7 +207,7 @@ class ApiSchema:
     # -- requests ---------------------------------------------------------------------------
 
     async def decode(self, content_type: str, body: bytes) -> dict[str, Any]:
-        """Turn a request body into the function's keyword arguments, or raise RequestError."""
+        """Turn a request body into the function's keyword arguments, or raise a RequestError."""
         media = content_type.split(";", 1)[0].strip().lower()
         if media in ("", "application/x-www-form-urlencoded"):
             media = "application/json"  # no type, or curl -d's default: read the body as JSON
@@ -234,23 +217,22 @@ class ApiSchema:
         if single is not None:
             return {single.name: self._decode_single(single, media, body)}
         if self.file_params:
-            raise RequestError(
-                415, "unsupported_media_type", self.file_params[0].name,
+            raise UnsupportedMediaType(
                 f"API '{self.spec.name}' takes a file; send multipart/form-data",
+                self.file_params[0].name,
             )
         if media != "application/json" and not media.endswith("+json"):
-            raise RequestError(
-                415, "unsupported_media_type", None,
+            raise UnsupportedMediaType(
                 f"send a JSON object with fields {[p.name for p in self.params]} "
                 f"(Content-Type: application/json), not {media}",
             )
         assert self.request_model is not None
         if not body:
-            raise RequestError(400, "invalid_json", None, "empty body; send a JSON object")
+            raise InvalidJSON("empty body; send a JSON object")
         try:
             model = self.request_model.model_validate_json(body)
         except ValidationError as exc:
-            raise RequestError.from_validation(exc) from None
+            raise _invalid(exc) from None
         kwargs = {p.name: getattr(model, p.name) for p in self.params if p.kind != "ndarray"}
         for p in self.params:
             if p.kind == "ndarray":
@@ -264,7 +246,7 @@ class ApiSchema:
             try:
                 return body.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise RequestError(400, "invalid_body", p.name, f"text is not UTF-8: {exc}") from None
+                raise InvalidBody(f"text is not UTF-8: {exc}", p.name) from None
         if p.kind in ("json", "text") and is_json:
             assert p.adapter is not None
             wrapped = self.wrapped_model
@@ -273,7 +255,7 @@ class ApiSchema:
                     return getattr(wrapped.model_validate_json(body), p.name)
                 return p.adapter.validate_json(body)
             except ValidationError as exc:
-                raise RequestError.from_validation(
+                raise _invalid(
                     exc, () if wrapped is not None and body.lstrip().startswith(b"{") else (p.name,)
                 ) from None
         if p.kind == "ndarray":
@@ -289,7 +271,7 @@ class ApiSchema:
             return _open_image(body, p.name)
         if p.kind == "file" and not is_json:
             return _file_value(p, UploadedFile(None, media, body))
-        raise RequestError(415, "unsupported_media_type", p.name, _media_hint(p, media))
+        raise UnsupportedMediaType(_media_hint(p, media), p.name)
 
     async def _decode_form(self, content_type: str, body: bytes) -> dict[str, Any]:
         from starlette.datastructures import UploadFile
@@ -302,7 +284,7 @@ class ApiSchema:
         try:
             form = await Request(scope, receive).form()
         except Exception as exc:
-            raise RequestError(400, "invalid_body", None, f"malformed multipart body: {exc}") from None
+            raise InvalidBody(f"malformed multipart body: {exc}") from None
         kwargs: dict[str, Any] = {}
         uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
         for p in self.params:
@@ -311,7 +293,7 @@ class ApiSchema:
                 value = uploads[0]  # one file field, whatever the client named it
             if value is None:
                 if p.required:
-                    raise RequestError(422, "validation_error", p.name, "field required")
+                    raise ValidationFailed("field required", p.name)
                 kwargs[p.name] = p.default
                 continue
             if isinstance(value, UploadFile):
@@ -334,7 +316,7 @@ class ApiSchema:
             assert p.array is not None
             return p.array.from_json(_parse_json(text.encode()), p.name)
         if p.kind in ("image", "file"):
-            raise RequestError(422, "validation_error", p.name, "expected a file upload")
+            raise ValidationFailed("expected a file upload", p.name)
         assert p.adapter is not None
         if p.kind == "text":
             return text
@@ -344,7 +326,7 @@ class ApiSchema:
             try:
                 return p.adapter.validate_python(text)
             except ValidationError as exc:
-                raise RequestError.from_validation(exc, (p.name,)) from None
+                raise _invalid(exc, (p.name,)) from None
 
     # -- responses --------------------------------------------------------------------------
 
@@ -382,19 +364,19 @@ def _parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except ValueError as exc:
-        raise RequestError(400, "invalid_json", None, f"body is not valid JSON: {exc}") from None
+        raise InvalidJSON(f"body is not valid JSON: {exc}") from None
 
 
 def _open_image(data: bytes, field: str) -> Any:
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:  # pragma: no cover
-        raise RequestError(415, "unsupported_media_type", field, "pillow is not installed") from None
+        raise UnsupportedMediaType("pillow is not installed", field) from None
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise RequestError(422, "validation_error", field, f"not a readable image: {exc}") from None
+        raise ValidationFailed(f"not a readable image: {exc}", field) from None
     return image
 
 

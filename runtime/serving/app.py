@@ -9,12 +9,8 @@ The gateway also records the request metrics and writes one access log line per 
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
-import traceback
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -22,14 +18,17 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
 
-from runtime.service.schema import RequestError
-from runtime.serving.batching import QueueFull, RequestTooLarge
+from runtime.errors import BodyTooLarge, InvalidBody, MethodNotAllowed
+from runtime.serving.error_body import (
+    chosen_answer,
+    error_response,
+    install_error_handlers,
+    send_error,
+)
 from runtime.serving.host import Endpoint, ServiceHost
 from runtime.serving.metrics import IN_PROGRESS, REQUEST_LATENCY, REQUESTS
 from runtime.serving.openapi import build_openapi
-from runtime.serving.runners import RunnerNotAvailable
 from runtime.settings import ServerConfig
 
 Scope = MutableMapping[str, Any]
@@ -72,17 +71,13 @@ def create_app(host: ServiceHost, config: ServerConfig) -> FastAPI:
     async def status() -> dict[str, Any]:
         return host.status()
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        if exc.status_code == 404:
-            apis = ", ".join(f"POST {path}" for path in sorted(host.endpoints)) or "(none)"
-            detail = f"no route {request.method} {request.url.path}; this service has {apis}"
-            return JSONResponse({"error": "not_found", "detail": detail}, status_code=404)
-        return JSONResponse(
-            {"error": "http_error", "detail": exc.detail}, status_code=exc.status_code,
-            headers=exc.headers,
-        )
+    def routes_hint() -> str:
+        apis = ", ".join(f"POST {path}" for path in sorted(host.endpoints)) or "(none)"
+        return f"; this service has {apis}"
 
+    install_error_handlers(
+        app, log=error_log, routes_hint=routes_hint, internals=config.dev, traceback=config.dev
+    )
     app.openapi = lambda: build_openapi(app, host)  # type: ignore[method-assign]
     app.add_middleware(ApiGateway, host=host, config=config)
     return app
@@ -164,52 +159,34 @@ class ApiGateway:
                 )
 
     async def _serve_api(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] != "POST":
-            await _send_json(send, 405, {
-                "error": "method_not_allowed",
-                "detail": f"{endpoint.spec.route} takes POST, not {scope['method']}",
-            }, [(b"allow", b"POST")])
-            return
-        content_type = ""
-        length: int | None = None
-        for key, value in scope["headers"]:
-            if key == b"content-type":
-                content_type = value.decode("latin-1")
-            elif key == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    length = None
         try:
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(
+                    f"{endpoint.spec.route} takes POST, not {scope['method']}", "POST"
+                )
+            content_type = ""
+            length: int | None = None
+            for key, value in scope["headers"]:
+                if key == b"content-type":
+                    content_type = value.decode("latin-1")
+                elif key == b"content-length":
+                    try:
+                        length = int(value)
+                    except ValueError:
+                        length = None
             if length is not None and length > self.max_body:
                 raise _too_large(length, self.max_body)
             body = await _read_body(receive, self.max_body)
             kwargs = await endpoint.schema.decode(content_type, body)
             result = await endpoint.call(kwargs)
             payload, media = endpoint.schema.encode(result)
-        except RequestError as exc:
-            await _send_json(send, exc.status, exc.body())
-            return
-        except QueueFull as exc:
-            retry = max(1, math.ceil(getattr(exc, "retry_after", 1)))
-            await _send_json(
-                send, 503, {"error": "overloaded", "detail": str(exc)},
-                [(b"retry-after", str(retry).encode())],
-            )
-            return
-        except RunnerNotAvailable as exc:  # still loading, or its load failed (see /readyz)
-            await _send_json(
-                send, 503, {"error": "not_ready", "detail": str(exc)}, [(b"retry-after", b"1")]
-            )
-            return
-        except RequestTooLarge as exc:
-            await _send_json(send, 413, {"error": "too_many_rows", "detail": str(exc)})
-            return
-        except HTTPException as exc:  # raised on purpose by user code
-            await _send_json(send, exc.status_code, {"error": "http_error", "detail": exc.detail})
-            return
         except Exception as exc:
-            await self._send_internal_error(send, endpoint, exc)
+            if isinstance(exc, HTTPException):  # raised on purpose by user code
+                exc = chosen_answer(exc.status_code, exc.detail, exc.headers)
+            await send_error(send, error_response(
+                exc, where=f"API '{endpoint.spec.name}'", log=error_log,
+                internals=self.config.dev, traceback=self.config.dev,
+            ))
             return
         await send({
             "type": "http.response.start", "status": 200,
@@ -217,29 +194,10 @@ class ApiGateway:
         })
         await send({"type": "http.response.body", "body": payload})
 
-    async def _send_internal_error(self, send: Send, endpoint: Endpoint, exc: Exception) -> None:
-        error_id = uuid.uuid4().hex[:12]
-        error_log.error(
-            "error %s in API '%s': %s: %s", error_id, endpoint.spec.name, type(exc).__name__, exc,
-            exc_info=exc,
-        )
-        body: dict[str, Any] = {
-            "error": "internal_error",
-            "error_id": error_id,
-            "detail": f"API '{endpoint.spec.name}' raised {type(exc).__name__}; "
-            f"the server log has the traceback under error id {error_id}",
-        }
-        if self.config.dev:
-            body["message"] = str(exc)
-            body["traceback"] = "".join(traceback.format_exception(exc))
-        await _send_json(send, 500, body)
 
-
-def _too_large(size: int, limit: int) -> RequestError:
-    return RequestError(
-        413, "body_too_large", None,
-        f"request body of {size} bytes exceeds the limit of {limit} bytes "
-        f"(setting max_body_bytes)",
+def _too_large(size: int, limit: int) -> BodyTooLarge:
+    return BodyTooLarge(
+        f"request body of {size} bytes exceeds the limit of {limit} bytes (setting max_body_bytes)"
     )
 
 
@@ -251,7 +209,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise RequestError(400, "client_disconnected", None, "client went away mid-body")
+            raise InvalidBody("the client went away before sending the whole body")
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)
@@ -261,18 +219,3 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-async def _send_json(
-    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    payload = json.dumps(body).encode()
-    await send({
-        "type": "http.response.start", "status": status,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-            *(headers or []),
-        ],
-    })
-    await send({"type": "http.response.body", "body": payload})

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime.errors import NbentoError
+from runtime.errors import QueueFull, RequestTooLarge, RunnerClosed
 from runtime.serving import metrics
 from runtime.serving.estimators import ArrivalRate, CostModel
 from runtime.serving.rows import batch_key, concat, count_rows, join_outputs, split_output, take
@@ -32,22 +32,6 @@ logger = logging.getLogger("nbento.batching")
 
 RunBatch = Callable[..., Awaitable[Any]]
 """`await run_batch(rows, *args, **kwargs)`: the model call on one batch of rows."""
-
-
-class QueueFull(NbentoError):
-    """The runner's queue holds `max_queue_rows` rows; the app answers 503 with Retry-After."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class RunnerClosed(QueueFull):
-    """The runner is shutting down (or being replaced) and takes no new rows."""
-
-
-class RequestTooLarge(NbentoError, ValueError):
-    """One request holds more rows than the queue can ever take (`max_queue_rows`)."""
 
 
 @dataclass(eq=False)

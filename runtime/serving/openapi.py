@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, TypeAdapter
 
 from runtime.service.schema import ApiSchema, Param
+from runtime.serving.error_body import ErrorBody
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -17,19 +18,35 @@ if TYPE_CHECKING:
     from runtime.serving.host import ServiceHost
 
 _REF = "#/components/schemas/{model}"
-_ERROR = {
-    "type": "object",
-    "properties": {
-        "error": {"type": "string"},
-        "detail": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"field": {"type": ["string", "null"]}, "message": {"type": "string"}},
-            },
-        },
-    },
-}
+
+
+def _error_components(ref: str = _REF) -> dict[str, Any]:
+    """`ErrorBody` and the models it uses, as components (the one error body both servers send)."""
+    schema = ErrorBody.model_json_schema(ref_template=ref)
+    components: dict[str, Any] = schema.pop("$defs", {})
+    components[ErrorBody.__name__] = schema
+    return components
+
+
+def _error_responses(ref: str = _REF) -> dict[str, Any]:
+    """The error answers of an API operation, each with the `ErrorBody` schema."""
+    content = {"application/json": {"schema": {"$ref": ref.format(model=ErrorBody.__name__)}}}
+    retry = {"Retry-After": {
+        "description": "seconds to wait before retrying", "schema": {"type": "integer"},
+    }}
+    answers = {
+        "400": ("malformed body: not JSON, not UTF-8, an unreadable .npy or multipart", None),
+        "405": ("a method other than POST (the Allow header says POST)", None),
+        "413": ("body over max_body_bytes, or more rows than a runner queue can hold", None),
+        "415": ("a Content-Type this API cannot take (the message says which it takes)", None),
+        "422": ("the input does not fit the type hints; `fields` names each field", None),
+        "500": ("the API function raised: `id` finds the traceback in the server log", None),
+        "503": ("a runner queue is full or a runner is not ready: retry after Retry-After", retry),
+    }
+    return {
+        status: {"description": what, "content": content, **({"headers": headers} if headers else {})}
+        for status, (what, headers) in answers.items()
+    }
 
 
 def _schema(annotation: Any, components: dict[str, Any], ref: str = _REF) -> dict[str, Any]:
@@ -121,9 +138,8 @@ def service_openapi(service: Service, schemas: list[ApiSchema] | None = None) ->
     the same one a server of this code serves at `/openapi.json`."""
     if schemas is None:
         schemas = [ApiSchema(spec) for spec in service.apis.values()]
-    components: dict[str, Any] = {"Error": _ERROR}
+    components: dict[str, Any] = _error_components()
     paths: dict[str, Any] = {}
-    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     for schema in schemas:
         spec = schema.spec
         summary, _, description = spec.doc.partition("\n")
@@ -138,12 +154,7 @@ def service_openapi(service: Service, schemas: list[ApiSchema] | None = None) ->
                 "requestBody": _request_body(schema, components),
                 "responses": {
                     "200": {"description": "OK", "content": _response(schema, components)},
-                    "400": {"description": "malformed body", "content": error},
-                    "413": {"description": "body over max_body_bytes", "content": error},
-                    "415": {"description": "unsupported Content-Type", "content": error},
-                    "422": {"description": "invalid input", "content": error},
-                    "500": {"description": "error in the API function (see error_id)"},
-                    "503": {"description": "overloaded or loading; retry after Retry-After seconds"},
+                    **_error_responses(),
                 },
             }
         }

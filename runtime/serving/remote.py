@@ -4,7 +4,8 @@ happens on the runner side, where the rows of all API replicas meet. The body is
 (msgpack with an ndarray extension), never pickle.
 
     POST /_runner/{method}   body: wire {"args": [...], "kwargs": {...}} -> wire result
-    errors: JSON {"error": {"type", "message", "id"?}}; 503 + Retry-After when the queue is full
+    errors: the API server's JSON error body (`runtime.serving.error_body`), whose `type`
+    names the exception class; the client raises that class again (`remote_error`)
 """
 
 from __future__ import annotations
@@ -15,27 +16,19 @@ from typing import Any
 
 import httpx
 
-from runtime.errors import NbentoError, SignatureError
+from runtime.errors import (
+    ERROR_CLASSES,
+    NbentoError,
+    QueueFull,
+    RemoteCallError,
+    RequestError,
+    RunnerUnreachable,
+)
 from runtime.serving import wire
-from runtime.serving.batching import QueueFull, RequestTooLarge
+from runtime.serving.error_body import ErrorBody
 from runtime.serving.loop import call_on_loop
-from runtime.serving.rows import BatchInputError, BatchOutputError
-from runtime.serving.workers import RemoteCallError
 
 log = logging.getLogger("nbento.runners")
-
-# Errors that keep their type across the wire, so a split deployment fails like a single one.
-_KNOWN_ERRORS: dict[str, type[Exception]] = {
-    "SignatureError": SignatureError,
-    "BatchInputError": BatchInputError,
-    "BatchOutputError": BatchOutputError,
-    "RequestTooLarge": RequestTooLarge,
-    "WireError": wire.WireError,
-}
-
-
-class RunnerUnreachable(QueueFull):
-    """The remote runner did not answer (down, restarting); a 503 the client may retry."""
 
 
 class RemoteBackend:
@@ -85,7 +78,7 @@ class RemoteBackend:
             ) from exc
         if response.status_code == 200:
             return wire.decode(response.content)
-        raise _remote_error(self.name, response)
+        raise remote_error(self.name, response)
 
     def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._loop is None:
@@ -98,18 +91,38 @@ class RemoteBackend:
             self._client = None
 
 
-def _remote_error(name: str, response: httpx.Response) -> Exception:
+def remote_error(name: str, response: httpx.Response) -> NbentoError:
+    """The exception a runner's error answer stands for, so a split deployment fails exactly
+    like a single one: the class its body's `type` names, with the same message (and the
+    runner's error id, to find its traceback in the runner's log). Errors about the HTTP
+    exchange itself (a 4xx `RequestError`: the API server sent a body the runner refused) and
+    answers that are not our error body are the API server's problem: `RemoteCallError`."""
+    status = response.status_code
     try:
-        error = response.json()["error"]
-        kind, message = str(error["type"]), str(error["message"])
-    except Exception:
-        kind, message = "HTTPError", response.text[:500]
-    if response.status_code == 503:
-        retry = float(response.headers.get("retry-after") or 1)
-        return QueueFull(f"remote runner '{name}': {message}", retry)
-    known = _KNOWN_ERRORS.get(kind)
-    if known is not None:
-        return known(message)
-    return RemoteCallError(
-        f"remote runner '{name}' failed ({response.status_code}): {kind}: {message}", kind
-    )
+        detail = ErrorBody.model_validate_json(response.content).error
+    except ValueError:
+        text = response.text[:500] or "(empty body)"
+        return RemoteCallError(
+            f"remote runner '{name}' answered HTTP {status} without an nbento error body: {text}",
+            f"HTTP {status}",
+        )
+    message = detail.message + (f" (runner error id {detail.id})" if detail.id else "")
+    cls = ERROR_CLASSES.get(detail.type)
+    if cls is not None and issubclass(cls, QueueFull):
+        retry = _seconds(response.headers.get("retry-after"))
+        return cls(f"remote runner '{name}': {message}", retry)
+    if cls is None or cls is RemoteCallError or issubclass(cls, RequestError):
+        return RemoteCallError(
+            f"remote runner '{name}' failed ({status} {detail.type}): {message}", detail.type
+        )
+    try:
+        return cls(message)
+    except TypeError:  # a class with more required arguments than a message
+        return RemoteCallError(f"remote runner '{name}': {detail.type}: {message}", detail.type)
+
+
+def _seconds(value: str | None) -> float:
+    try:
+        return max(1.0, float(value or 1))
+    except ValueError:
+        return 1.0

@@ -13,15 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import NbentoError
-
-
-class BatchInputError(NbentoError, ValueError):
-    """A batchable method was called with something that has no rows (a scalar, a dict)."""
-
-
-class BatchOutputError(NbentoError):
-    """A batchable method returned something that cannot be split back into rows."""
+from runtime.errors import BatchInputError, BatchOutputError
 
 
 def count_rows(rows: Any, batch_dim: int = 0) -> int:

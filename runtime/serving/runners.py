@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from runtime.errors import NbentoError, SignatureError
+from runtime.errors import NbentoError, RunnerNotAvailable, SignatureError
 from runtime.service.handles import ModelHandle, RunnerBackend
 from runtime.serving.batching import AdaptiveBatcher, QueueFull, RunnerClosed
 from runtime.serving.loop import call_on_loop
@@ -34,10 +34,6 @@ log = logging.getLogger("nbento.runners")
 class ServiceLike(Protocol):
     name: str
     runners: dict[str, ModelHandle]
-
-
-class RunnerNotAvailable(NbentoError):
-    """A handle was called whose runner the server did not start (or that is stopped)."""
 
 
 def method_settings(

@@ -16,16 +16,12 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from runtime.errors import NbentoError
+from runtime.errors import WireError
 
 CONTENT_TYPE = "application/vnd.nbento.msgpack"
 
 _EXT_NDARRAY = 1
 _EXT_TUPLE = 2
-
-
-class WireError(NbentoError, ValueError):
-    """A value cannot cross the wire (an object array, a DataFrame, a custom class)."""
 
 
 def encode(value: Any) -> bytes:

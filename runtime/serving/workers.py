@@ -24,23 +24,8 @@ import time
 import traceback
 from typing import IO, Any, Protocol
 
-from runtime.errors import NbentoError
+from runtime.errors import RemoteCallError, WorkerError
 from runtime.serving import wire
-
-
-class WorkerError(NbentoError):
-    """A worker process failed to load the model, or died."""
-
-
-class RemoteCallError(RuntimeError):
-    """The model raised inside a worker process (or a remote runner); the message carries the
-    original exception type and message."""
-
-    def __init__(self, message: str, error_type: str = "Exception", trace: str = "") -> None:
-        super().__init__(message)
-        self.error_type = error_type
-        self.trace = trace
-
 
 _LOAD_LOCK = threading.Lock()
 

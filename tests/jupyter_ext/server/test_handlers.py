@@ -205,6 +205,8 @@ def test_server_start_call_metrics_reload_and_stop(lab: LabServer, model_tag: st
         assert answer["body"]["labels"][0] == "billing" and len(answer["body"]["scores"]) == 2
         bad = call(lab, "POST", f"nbento/servers/{server['id']}/call/classify", {"texts": 3}).json()
         assert bad["status"] == 422  # the service's own validation, passed through
+        assert bad["body"]["error"]["type"] == "validation_error"
+        assert bad["body"]["error"]["field"] == "texts"
 
         status = call(lab, "GET", f"nbento/servers/{server['id']}").json()
         assert status["metrics"]["requests"] >= 2

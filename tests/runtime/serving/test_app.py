@@ -136,8 +136,8 @@ def test_ndarray_as_json_and_npy(server: ServerProcess) -> None:
     assert r.json() == {"sum": 15.0, "shape": [3, 2], "dtype": "float32"}
     r = post(server, "arr", json=[[1, 2, 3]])
     assert r.status_code == 422
-    assert r.json()["detail"][0]["field"] == "x"
-    assert "(1, 3)" in r.json()["detail"][0]["message"]
+    assert r.json()["error"]["field"] == "x"
+    assert "(1, 3)" in r.json()["error"]["fields"][0]["message"]
     buf = io.BytesIO()
     np.save(buf, np.array([["a", "b"]]))
     r = post(server, "arr", content=buf.getvalue(), headers={"content-type": "application/octet-stream"})
@@ -155,7 +155,7 @@ def test_text_and_image_inputs(server: ServerProcess) -> None:
     r = post(server, "size", content=png.getvalue(), headers={"content-type": "image/png"})
     assert r.json() == {"size": [7, 5], "mode": "RGB"}
     r = post(server, "size", files={"photo": ("p.png", b"not an image", "image/png")})
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "image"
+    assert r.status_code == 422 and r.json()["error"]["field"] == "image"
 
 
 def test_file_upload_with_form_fields(server: ServerProcess) -> None:
@@ -164,7 +164,7 @@ def test_file_upload_with_form_fields(server: ServerProcess) -> None:
              data={"note": "hello"})
     assert r.json() == {"name": "blob.bin", "type": "application/x-thing", "size": 2560, "note": "hello"}
     r = post(server, "upload", files={"note": (None, "no file")})  # multipart, no file part
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "doc"
+    assert r.status_code == 422 and r.json()["error"]["field"] == "doc"
     r = post(server, "upload", json={"note": "x"})
     assert r.status_code == 415 and "multipart/form-data" in r.text
 
@@ -172,22 +172,32 @@ def test_file_upload_with_form_fields(server: ServerProcess) -> None:
 def test_bad_input_bodies_name_the_field(server: ServerProcess) -> None:
     r = post(server, "total", json={"item": "tea", "qty": "lots"})
     assert r.status_code == 422
-    assert r.json() == {
-        "error": "validation_error",
-        "detail": [{"field": "order.qty", "message": "Input should be a valid integer, unable to parse string as an integer"}],
-    }
+    problem = "Input should be a valid integer, unable to parse string as an integer"
+    assert r.json() == {"error": {
+        "type": "validation_error",
+        "message": f"order.qty: {problem}",
+        "field": "order.qty",
+        "fields": [{"field": "order.qty", "message": problem}],
+        "id": None,
+        "traceback": None,
+    }}
+    r = post(server, "total", json={"qty": "lots"})
+    assert r.status_code == 422 and r.json()["error"]["fields"] == [
+        {"field": "order.item", "message": "Field required"},
+        {"field": "order.qty", "message": problem},
+    ]
     r = post(server, "total", content=b'{"item": ', headers={"content-type": "application/json"})
-    assert r.status_code == 400 and r.json()["error"] == "invalid_json"
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_json"
     r = post(server, "pair", json={"a": 1})
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "words"
+    assert r.status_code == 422 and r.json()["error"]["field"] == "words"
     r = post(server, "double", content=b"1,2", headers={"content-type": "text/csv"})
-    assert r.status_code == 415 and r.json()["detail"][0]["field"] == "xs"
+    assert r.status_code == 415 and r.json()["error"]["field"] == "xs"
 
 
 def test_body_limit_by_header_and_by_stream(server: ServerProcess) -> None:
     big = b"[" + b"1," * 40000 + b"1]"  # ~80 KB > 64 KiB
     r = post(server, "double", content=big, headers={"content-type": "application/json"})
-    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+    assert r.status_code == 413 and r.json()["error"]["type"] == "body_too_large"
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: chunked transfer encoding
         yield b"["
@@ -196,14 +206,14 @@ def test_body_limit_by_header_and_by_stream(server: ServerProcess) -> None:
         yield b"1]"
 
     r = post(server, "double", content=chunks(), headers={"content-type": "application/json"})
-    assert r.status_code == 413 and "65536" in r.json()["detail"][0]["message"]
+    assert r.status_code == 413 and "65536" in r.json()["error"]["message"]
     assert post(server, "double", json=[1]).status_code == 200  # still serving
 
 
 def test_unknown_route_and_wrong_method(server: ServerProcess) -> None:
     r = httpx.post(f"{server.url}/nope", json=[1])
     assert r.status_code == 404
-    assert r.json()["error"] == "not_found" and "POST /double" in r.json()["detail"]
+    assert r.json()["error"]["type"] == "not_found" and "POST /double" in r.json()["error"]["message"]
     r = httpx.get(f"{server.url}/double")
     assert r.status_code == 405 and r.headers["allow"] == "POST"
 
@@ -211,11 +221,12 @@ def test_unknown_route_and_wrong_method(server: ServerProcess) -> None:
 def test_user_exception_is_500_with_error_id_and_logged_traceback(server: ServerProcess) -> None:
     r = post(server, "boom", json=7)
     assert r.status_code == 500
-    body = r.json()
-    assert body["error"] == "internal_error" and len(body["error_id"]) == 12
-    assert "traceback" not in body and "secret detail" not in r.text  # only with --dev
+    error = r.json()["error"]
+    assert error["type"] == "internal_error" and len(error["id"]) == 12
+    assert error["id"] in error["message"] and "API 'boom' raised ValueError" in error["message"]
+    assert error["traceback"] is None and "secret detail" not in r.text  # only with --dev
     log = server.log()
-    assert f"error {body['error_id']} in API 'boom'" in log
+    assert f"error {error['id']} in API 'boom'" in log
     assert "ValueError: secret detail 7" in log and "Traceback" in log
 
 
@@ -309,7 +320,7 @@ def test_flood_past_queue_bound_gets_503_then_recovers(tmp_path: Path) -> None:
         refused = [r for r in results if r.status_code == 503]
         assert refused and codes.count(200) >= 4
         assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
-        assert refused[0].json()["error"] == "overloaded"
+        assert refused[0].json()["error"]["type"] == "overloaded"
         for i, r in enumerate(results):
             if r.status_code == 200:
                 assert r.json() == [2.0 * i]
@@ -322,6 +333,6 @@ def test_dev_mode_puts_traceback_in_500_body(tmp_path: Path) -> None:
     save_scaler("scaler")
     write_service(tmp_path / "svc", SERVICE)
     with running_server(tmp_path / "svc", "--dev") as server:
-        body = post(server, "boom", json=3).json()
-    assert body["message"] == "secret detail 3"
-    assert "Traceback" in body["traceback"] and 'raise ValueError("secret detail "' in body["traceback"]
+        error = post(server, "boom", json=3).json()["error"]
+    assert error["message"] == "ValueError: secret detail 3" and len(error["id"]) == 12
+    assert "Traceback" in error["traceback"] and 'raise ValueError("secret detail "' in error["traceback"]

@@ -259,7 +259,8 @@ async def test_split_layout_round_trip_matches_local_results() -> None:
             metrics = httpx.get(f"{server.url}/metrics").text
             assert 'nbento_runner_batch_size_count{method="predict",runner="doubler"}' in metrics
             bad = httpx.post(f"{server.url}/_runner/predict", content=b"\xc1not msgpack")
-            assert bad.status_code == 400 and "malformed" in bad.json()["error"]["message"]
+            assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_body"
+            assert "malformed" in bad.json()["error"]["message"]
         finally:
             await api_pool.aclose(5)
 
