@@ -14,9 +14,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from jupyter_ext.actions.kernel_server import KernelServer, free_port
-
-from tests.jupyter_ext.kernel_session import KernelSession, served_url
 from tests.jupyter_ext.kernel.test_examples import port_is_free
+from tests.jupyter_ext.kernel_session import KernelSession, served_url
 
 TRAIN = (
     "from sklearn.linear_model import LogisticRegression\n"
