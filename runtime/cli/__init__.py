@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `nbento ... | head` stopped reading: no traceback for that
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:  # main() also runs in-process (tests, the kernel's server): leave no trace
         if previous is None:
             os.environ.pop(LOG_LEVEL_ENV, None)

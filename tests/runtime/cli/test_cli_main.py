@@ -8,11 +8,13 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from runtime.cli import main
+from runtime.export.bento_store import get_bento
 from runtime.version import __version__
 from tests.runtime.bento_fixtures import save_toy_model, write_toy_service
 from tests.runtime.store_fixtures import REPO
@@ -64,6 +66,10 @@ def test_build_prints_progress_with_sizes_and_times(
     assert re.search(r"^pinned \d+ requirement\(s\), nbento-[^ ]+\.whl [\d.]+ KiB in [\d.]+ s$", err, re.M), err
     assert re.search(r"^Bento toy:\S+: [\d.]+ (KiB|MiB) in [\d.]+ s$", err, re.M), err
     assert "NBENTO_LOG_LEVEL" not in os.environ  # main() run in-process leaves no trace
+    bento = get_bento("toy")
+    [wheel] = (bento.path / "env" / "python" / "wheels").glob("nbento-*.whl")
+    with zipfile.ZipFile(wheel) as zf:  # what the image installs serves `from nbento import`
+        assert "nbento/__init__.py" in zf.namelist()
 
     assert main(["--log-level", "warning", "build", str(service)]) == 0
     out, err = capsys.readouterr()
