@@ -1,5 +1,7 @@
-"""nbento's notebook side: `%load_ext jupyter_ext` for the magics, the Jupyter server
-extension behind the JupyterLab panel, and the ipywidgets panel."""
+"""nbento's notebook side: the magics, the Jupyter server extension behind the JupyterLab
+panel, and the ipywidgets panel. Users load it as `%load_ext nbento` and Jupyter enables it as
+the server extension `nbento` (the `nbento` package hands both to this module); the older
+`%load_ext jupyter_ext` and `jpserver_extensions = {"jupyter_ext": true}` keep working."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """`%load_ext jupyter_ext`: register `%nbento` / `%%nbento` (once per kernel)."""
+    """`%load_ext nbento` (or `jupyter_ext`): register `%nbento` / `%%nbento` (once per kernel)."""
     from jupyter_ext.kernel.magics import NbentoMagics
 
     if getattr(ipython, "_nbento_magics", None) is not None:
@@ -18,7 +20,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """`%unload_ext jupyter_ext`: stop the kernel's server and the capture hook."""
+    """`%unload_ext nbento` (or `jupyter_ext`): stop the kernel's server and the capture hook."""
     magics = getattr(ipython, "_nbento_magics", None)
     if magics is None:
         return
@@ -50,6 +52,10 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
         setup_handlers,  # lazy: kernels importing jupyter_ext skip tornado
     )
 
+    settings = server_app.web_app.settings
+    if settings.get("nbento_handlers"):  # enabled as both `nbento` and `jupyter_ext`
+        return
+    settings["nbento_handlers"] = True
     setup_handlers(server_app.web_app)
     atexit.register(default_servers.stop_all)
     server_app.log.info("nbento: REST handlers registered under /nbento/")

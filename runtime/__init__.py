@@ -1,7 +1,8 @@
 """nbento's runtime: the model store, model handles, services, the batched HTTP server, and
 Bento / Kubernetes export. Everything here runs inside a container; nothing imports Jupyter.
 
-    from runtime import save_model, load, runner, api
+    from nbento import save_model, load, runner, api     # the name users import
+    from runtime import save_model, load, runner, api    # the same objects
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from runtime.version import __version__
 
 # name -> module that defines it; imported on first use so `import runtime` stays cheap
 # in a kernel (no FastAPI import until a server or a build needs it).

@@ -5,8 +5,11 @@ Three guards, because a kernel can die in any way (shutdown, crash, SIGKILL):
 - the child asks Linux for SIGTERM when its parent dies (`prctl(PR_SET_PDEATHSIG)`);
 - a watchdog thread in the child polls the parent pid and terminates the server when it
   changes (covers systems without prctl, and the prctl race at start).
-The child is this module run as a script (`python -m jupyter_ext.actions.kernel_server --parent-pid
-PID -- serve DIR ...`): it installs the guards, then runs the ordinary `nbento` CLI in-process.
+The child runs this module's `main` (`python -c BOOTSTRAP --parent-pid PID --path DIR -- serve
+SERVICE_DIR ...`): it installs the guards, then runs the ordinary `nbento` CLI in-process.
+It runs in the notebook's folder with that folder importable AFTER site-packages (the bootstrap
+drops the working folder Python puts first), so `import mylib` next to the notebook works in
+the server as in the kernel, while a `runtime.py` or `nbento.py` there cannot shadow nbento.
 It gets its own process group, so a kernel interrupt (SIGINT to the kernel's group) does not
 stop it, and `stop()` can end the server and any worker processes it started together.
 """
@@ -35,6 +38,14 @@ from runtime.errors import NbentoError
 
 LOG_NAME = "server.log"
 _PR_SET_PDEATHSIG = 1
+# `python -c` puts the working folder first on sys.path (unless -P / PYTHONSAFEPATH did not);
+# drop it before anything imports nbento. `main` appends the notebook folder at the end.
+_BOOTSTRAP = (
+    "import sys\n"
+    "if not getattr(sys.flags, 'safe_path', False): del sys.path[0]\n"
+    "from jupyter_ext.actions.kernel_server import main\n"
+    "sys.exit(main())\n"
+)
 _live: set[KernelServer] = set()
 
 
@@ -88,9 +99,14 @@ class KernelServer:
             args.append("--reload")
         deathsig = "1" if threading.current_thread() is threading.main_thread() else "0"
         return [
-            sys.executable, "-m", "jupyter_ext.actions.kernel_server",
-            "--parent-pid", str(os.getpid()), "--deathsig", deathsig, "--", *args,
+            sys.executable, "-c", _BOOTSTRAP, "--parent-pid", str(os.getpid()),
+            "--deathsig", deathsig, "--path", str(self.workdir), "--", *args,
         ]
+
+    @property
+    def workdir(self) -> Path:
+        """Where the notebook's kernel runs: `<notebook dir>` for `.nbento/<service>/`."""
+        return self.folder.parent.parent if self.folder.parent.name == ".nbento" else self.folder
 
     def start(self, *, timeout: float = 180.0, port_tries: int = 1) -> None:
         """Start the server and wait until it is ready (models loaded) or has failed.
@@ -110,15 +126,12 @@ class KernelServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.log_path.unlink(missing_ok=True)  # the log of this run only
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it after fork
-        # Run where the notebook's kernel runs (`<notebook dir>` for `.nbento/<service>/`), with
-        # that folder importable, so `import mylib` next to the notebook works in both.
-        workdir = self.folder.parent.parent if self.folder.parent.name == ".nbento" else self.folder
-        paths = [str(workdir), *filter(None, [os.environ.get("PYTHONPATH")])]
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(paths))
+        # Run where the notebook's kernel runs, that folder importable (see the module doc).
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=env, cwd=str(workdir),
+                start_new_session=True, env=env, cwd=str(self.workdir),
             )
         finally:
             log.close()
@@ -266,11 +279,13 @@ def _watch_parent(parent_pid: int, interval: float = 0.5, grace: float = 10.0) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jupyter_ext.actions.kernel_server")
+    parser = argparse.ArgumentParser(prog="nbento kernel server")
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--deathsig", default="1")
+    parser.add_argument("--path", action="append", default=[], help="importable, after site-packages")
     parser.add_argument("nbento_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
+    sys.path.extend(p for p in args.path if p not in sys.path)
     if args.deathsig == "1":
         _set_parent_death_signal()
     if os.getppid() != args.parent_pid:  # the kernel died before we got here

@@ -42,10 +42,14 @@ class RaisingParser(argparse.ArgumentParser):
     error_class: type[Exception] = CaptureArgsError
 
     def error(self, message: str) -> Any:
-        raise self.error_class(f"{message}. Usage: {self.format_usage().strip()[7:]}")
+        raise self.error_class(f"{message}. Usage: {self._one_line_usage()}")
 
     def exit(self, status: int = 0, message: str | None = None) -> Any:
-        raise self.error_class(message or self.format_usage().strip())
+        raise self.error_class(message or f"Usage: {self._one_line_usage()}")
+
+    def _one_line_usage(self) -> str:
+        # argparse wraps long usages; a magic's error is said on one line.
+        return " ".join(self.format_usage().split()[1:])
 
 
 

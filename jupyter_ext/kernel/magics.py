@@ -4,12 +4,16 @@ show, call, name, build, export). Line commands live in `COMMANDS`; add one with
 
 Captured cells run in the kernel as usual (so the user can try an API on sample input right
 there); a cell is (re-)captured only when it ran cleanly, so the running server keeps the last
-good version. Errors are printed in plain words, naming the cell and the line.
+good version. Errors are said in plain words, naming the cell and the line, as an IPython
+`UsageError`: one line, no traceback, and the cell fails, so Run All, nbconvert and papermill
+stop there.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
+import inspect
 import json
 import os
 import shlex
@@ -18,10 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from jupyter_ext.actions.kernel_server import KernelServer, KernelServerError, free_port
-from jupyter_ext.capture.cell_args import CaptureArgsError, parse_cell_args
+from jupyter_ext.capture.cell_args import parse_cell_args
 from jupyter_ext.capture.live import LiveCapture
 from jupyter_ext.capture.notebook import (
     CapturedCell,
@@ -98,13 +103,20 @@ class NbentoMagics(Magics):
 
     @line_cell_magic
     def nbento(self, line: str, cell: str | None = None) -> Any:
+        """Notebook cells as a typed, batched model service (nbento).
+
+        Mark cells to capture them into one service module (the cell still runs in the
+        kernel as usual), then serve, call, build and export it with line commands.
+        A command or cell that fails fails the cell (UsageError), so Run All stops there.
+
+        (The capture kinds and the commands are listed below; `%nbento help` prints them.)
+        """
         try:
             if cell is None:
                 return self._line(line)
             return self._capture(line, cell)
-        except (NbentoError, CaptureArgsError, CommandArgsError) as exc:
-            say_error(str(exc))
-            return None
+        except NbentoError as exc:  # CaptureArgsError, CommandArgsError, store and server errors
+            raise UsageError(str(exc)) from None
 
     def _line(self, line: str) -> Any:
         words = _split_command(line)
@@ -113,8 +125,11 @@ class NbentoMagics(Magics):
             return None
         entry = COMMANDS.get(words[0])
         if entry is None:
+            close = difflib.get_close_matches(words[0], COMMANDS, n=1)
+            hint = f"did you mean '%nbento {close[0]}'? " if close else ""
             raise CommandArgsError(
-                f"unknown command {words[0]!r}. {self.help_text()}"
+                f"unknown command {words[0]!r}; {hint}the commands are {', '.join(COMMANDS)} "
+                f"(%nbento? or %nbento help says what each does)"
             )
         return entry[0](self, words[1:])
 
@@ -122,9 +137,13 @@ class NbentoMagics(Magics):
     def help_text() -> str:
         rows = "\n".join(f"  %nbento {name:<8} {text}" for name, (_, text) in COMMANDS.items())
         return (
-            "Capture cells with:\n  %%nbento preprocess\n  %%nbento model NAME [--var VAR] "
-            "[--batchable m1,m2] [--batch-dim 0] [--label k=v]\n  %%nbento api NAME "
-            "[--batchable] [--max-batch-size N] [--max-latency-ms N]\nCommands:\n" + rows
+            "Capture cells with:\n"
+            "  %%nbento preprocess   imports, helpers and runner('NAME:latest') handles\n"
+            "  %%nbento model NAME [--var VAR] [--batchable m1,m2] [--batch-dim 0] [--label k=v]\n"
+            "                        save the cell's last value (or VAR) to the model store\n"
+            "  %%nbento api NAME [--batchable] [--max-batch-size N] [--max-latency-ms N]\n"
+            "                        an endpoint; the function's type hints are its schema\n"
+            "Commands:\n" + rows
         )
 
     def _capture(self, line: str, body: str) -> Any:
@@ -138,16 +157,14 @@ class NbentoMagics(Magics):
             try:
                 check_cell(cell)
             except CaptureError as exc:
-                say_error(f"{exc}\nThe capture was not updated; a running server keeps the "
-                          f"previous version.")
-                return None
+                raise UsageError(f"{exc}\nThe capture was not updated; a running server keeps "
+                                 f"the previous version.") from None
         value, ok = self._run_in_kernel(body, want_value=spec.kind == "model" and "var" not in spec.options)
         if not ok:
-            say_error(f"{cell.label} failed in the kernel (see the error above); the capture was "
-                      f"not updated and a running server keeps the previous version.")
-            return None
-        if spec.kind == "model" and not self._save_model(cell, value):
-            return None
+            raise UsageError(f"{cell.label} failed in the kernel (see the error above); the capture "
+                             f"was not updated and a running server keeps the previous version.")
+        if spec.kind == "model":
+            self._save_model(cell, value)
         ran = time.perf_counter()
         self.state.record(cell)
         self._warn_free_names()
@@ -171,19 +188,17 @@ class NbentoMagics(Magics):
         value = self.ip.user_ns.pop("_nbento_value_", None) if want_value else None
         return value, bool(result.success)
 
-    def _save_model(self, cell: CapturedCell, value: Any) -> bool:
+    def _save_model(self, cell: CapturedCell, value: Any) -> None:
         from runtime.store.model_store import save_model
 
         var = cell.options.get("var")
         if var is not None:
             if var not in self.ip.user_ns:
-                say_error(f"{cell.label}: --var {var} names no variable the cell defined")
-                return False
+                raise UsageError(f"{cell.label}: --var {var} names no variable the cell defined")
             value = self.ip.user_ns[var]
         if value is None:
-            say_error(f"{cell.label}: nothing to save; end the cell with the model object "
-                      f"(for example a last line `clf`) or pass --var NAME")
-            return False
+            raise UsageError(f"{cell.label}: nothing to save; end the cell with the model object "
+                             f"(for example a last line `clf`) or pass --var NAME")
         batch_dim = cell.options.get("batch_dim", 0)
         methods = cell.options.get("batchable")
         signatures = (
@@ -202,7 +217,6 @@ class NbentoMagics(Magics):
         self.state.models_saved[str(cell.name)] = {
             "name": cell.name, "tag": str(model.tag), "cell_id": cell.cell_id,
         }
-        return True
 
     def _wait_for_model(self, tag: str) -> None:
         """With a server up, a new version of a model it serves as `NAME:latest` reloads that
@@ -479,3 +493,10 @@ def backend_for_magics(magics: NbentoMagics) -> Any:
         start_server=lambda: COMMANDS["serve"][0](magics, []),
         stop_server=lambda: COMMANDS["stop"][0](magics, []),
     )
+
+
+# `%nbento?` shows the magic's docstring: complete it with every kind and command (those
+# registered above, so it cannot drift from `%nbento help`).
+NbentoMagics.nbento.__doc__ = (
+    inspect.cleandoc(NbentoMagics.nbento.__doc__ or "") + "\n\n" + NbentoMagics.help_text() + "\n"
+)

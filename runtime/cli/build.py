@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runtime.cli.progress import progress_printer
 from runtime.errors import NbentoError
 from runtime.store.artifacts import human_size
 
@@ -62,6 +63,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         system_packages=args.system_package,
         packages=args.package,
         config=args.config,
+        progress=progress_printer(args),
     )
     if args.json:
         print(json.dumps(_bento_json(bento)))
@@ -183,7 +185,7 @@ def _cmd_containerize(args: argparse.Namespace) -> int:
         tag,
         base_url=args.docker_host,
         build_args=_pairs(args.build_arg, "--build-arg"),
-        log=lambda line: print(line, flush=True),
+        log=progress_printer(args),
     )
     print(f"image {tag} is ready; run it with: docker run --rm -p 3000:3000 {tag}")
     return 0

@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +46,7 @@ from runtime.export.requirements import pickled_modules, resolve_requirements
 from runtime.service.definition import Service, load_service
 from runtime.service.sources import SERVICE_MODULE, ServiceSource, resolve_source
 from runtime.settings import ServerConfig, load_config
+from runtime.store.artifacts import human_size
 from runtime.tags import new_version, validate_name
 
 TMP_PREFIX = ".tmp-"
@@ -70,9 +72,11 @@ def build_bento(
     `base_image` defaults to `python:{python_version}-slim`, `python_version` to this
     interpreter's. `packages` adds pip requirements the import scan cannot see; `config` (a
     ServerConfig or a YAML path) seeds the batching settings shipped in `config.yaml`.
-    `progress` receives one line per step (the panel shows them).
+    `progress` receives one line per step, with sizes and times (the panel and the CLI
+    show them).
     Raises `BuildError` for secrets, missing models or bad options."""
     report = progress or (lambda _msg: None)
+    started = time.perf_counter()
     src = source if isinstance(source, ServiceSource) else resolve_source(source)
     service = load_service(src)
     entry = _entry_file(service)
@@ -94,9 +98,10 @@ def build_bento(
             dest = tmp / "src" / (target_entry if path == entry else rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)
-        report(f"copying {len(service.runners)} model(s) with checksums verified")
-        models, runners, frameworks = _copy_models(service, server_config, tmp / "models")
-        report("pinning Python requirements (and building the nbento wheel)")
+        report(f"copied {len(files)} source file(s) into src/ ({human_size(_tree_size(tmp / 'src'))})")
+        models, runners, frameworks = _copy_models(service, server_config, tmp / "models", report)
+        report("pinning Python requirements (and building the nbento wheel)...")
+        step = time.perf_counter()
         reqs = resolve_requirements(
             [p for p in files if p.suffix == ".py"],
             local_modules={Path(rel).parts[0].removesuffix(".py") for rel in files.values()},
@@ -105,6 +110,8 @@ def build_bento(
             wheel_dir=tmp / "env" / "python" / "wheels",
         )
         (tmp / "env" / "python" / "requirements.txt").write_text(reqs.render())
+        wheels = "".join(f", {w.name} {human_size(w.stat().st_size)}" for w in reqs.wheels)
+        report(f"pinned {len(reqs.pinned)} requirement(s){wheels} in {time.perf_counter() - step:.1f} s")
         entry_point = "src" if target_entry == SERVICE_MODULE else f"src/{target_entry}"
         sys_packages = sorted(set(system_packages or ()))
         docker = DockerOptions(base_image=image, system_packages=sys_packages, entry=entry_point)
@@ -157,9 +164,14 @@ def build_bento(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     bento = Bento(final, info)
+    report(f"Bento {name}:{version}: {human_size(_tree_size(final))} in {time.perf_counter() - started:.1f} s")
     if output is not None:
         _copy_out(bento, Path(output))
     return bento
+
+
+def _tree_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _entry_file(service: Service) -> Path:
@@ -198,10 +210,11 @@ def _sha256(path: Path) -> str:
 
 
 def _copy_models(
-    service: Service, config: ServerConfig, dest: Path
+    service: Service, config: ServerConfig, dest: Path, report: Callable[[str], None]
 ) -> tuple[list[BentoModel], list[BentoRunner], dict[str, str]]:
     """Copy each runner's model version (resolved now, so `latest` never ships) with its
-    checksums verified on the way. Returns the bento.yaml entries and framework -> model."""
+    checksums verified on the way, reporting size and time. Returns the bento.yaml entries
+    and framework -> model."""
     from runtime.store.model_store import get
 
     models: dict[str, BentoModel] = {}
@@ -211,6 +224,7 @@ def _copy_models(
         model = get(handle.tag)
         tag = str(model.tag)
         if tag not in models:
+            copy_started = time.perf_counter()
             target = dest / model.tag.name / str(model.tag.version)
             target.mkdir(parents=True)
             for rel, expected in model.info.files.items():
@@ -224,6 +238,8 @@ def _copy_models(
                         f"saved; the store copy is damaged, save the model again"
                     )
             shutil.copyfile(model.path / "model.yaml", target / "model.yaml")
+            report(f"copying model {tag}... {human_size(model.info.size_bytes)} in "
+                   f"{time.perf_counter() - copy_started:.1f} s (checksums verified)")
             models[tag] = BentoModel(
                 tag=tag,
                 framework=model.info.framework.name,

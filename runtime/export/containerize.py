@@ -15,6 +15,7 @@ from typing import Any
 
 from runtime.errors import ContainerEngineUnavailable, ImageBuildFailed
 from runtime.export.bento_store import Bento
+from runtime.store.artifacts import human_size
 
 DOCKERFILE = "env/docker/Dockerfile"
 
@@ -57,7 +58,8 @@ def containerize(
     log: Callable[[str], None] = print,
 ) -> str:
     """Build the image `tag` from `bento`; returns the image id. Each log line is passed to
-    `log` with the elapsed time; the step counter (`Step 4/17`) shows progress."""
+    `log` with the elapsed time; the step counter (`Step 4/17`) shows progress, and the first
+    and last lines give the build context's and the image's sizes."""
     try:
         client = _client(base_url)
     except ContainerEngineUnavailable as exc:
@@ -67,6 +69,8 @@ def containerize(
     from docker.errors import APIError
 
     started = time.monotonic()
+    log(f"[{0.0:6.1f}s] sending the build context: {bento.path} "
+        f"({human_size(bento.size_bytes())}) to {client.base_url}")
     image_id: str | None = None
     tail: list[str] = []
     try:
@@ -97,7 +101,9 @@ def containerize(
                     log(f"[{time.monotonic() - started:6.1f}s] {line}")
     except APIError as exc:
         raise ImageBuildFailed(f"the engine refused the build: {exc.explanation or exc}") from exc
-    if image_id is None:
-        image_id = client.inspect_image(tag)["Id"]
-    log(f"[{time.monotonic() - started:6.1f}s] built {tag} ({image_id[:19]})")
+    image = client.inspect_image(image_id or tag)
+    image_id = str(image_id or image["Id"])
+    size = f", {human_size(int(image['Size']))}" if image.get("Size") else ""
+    log(f"[{time.monotonic() - started:6.1f}s] built {tag} ({image_id[:19]}{size}) in "
+        f"{time.monotonic() - started:.1f} s")
     return image_id

@@ -34,7 +34,7 @@ from runtime.errors import BuildError
 
 NBENTO_DIST = "nbento"
 # Our own import packages: provided by the nbento requirement, never looked up.
-_OWN_PACKAGES = {"runtime", "jupyter_ext"}
+_OWN_PACKAGES = {"nbento", "runtime", "jupyter_ext"}
 # Installer tooling is the image's business, not the service's.
 _SKIP_DISTS = {"pip", "setuptools", "wheel"}
 # PyTorch CPU builds carry a local version label (`2.13.0+cpu`) that PyPI does not serve.

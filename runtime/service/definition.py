@@ -180,7 +180,7 @@ def load_service(source: str | Path | ServiceSource) -> Service:
     if not apis:
         raise ServiceLoadError(
             f"{path} defines no API: mark at least one function with @api "
-            f"(from runtime import api)"
+            f"(from nbento import api)"
         )
     default_name = path.parent.name if path.name == SERVICE_MODULE else path.stem
     name = str(getattr(module, "SERVICE_NAME", None) or default_name)
@@ -226,8 +226,8 @@ def _execute(path: Path, module_name: str, code_bytes: bytes) -> types.ModuleTyp
     must both be seen) and run them in a new module object registered under `module_name`
     (pydantic and typing resolve annotations through sys.modules)."""
     folder = str(path.parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+    if folder not in sys.path:  # after site-packages: a `runtime.py` there cannot shadow nbento
+        sys.path.append(folder)
     module = types.ModuleType(module_name)
     module.__file__ = str(path)
     module.__spec__ = importlib.util.spec_from_file_location(module_name, path)

@@ -30,6 +30,7 @@ from runtime.serving.host import Endpoint, ServiceHost
 from runtime.serving.metrics import IN_PROGRESS, REQUEST_LATENCY, REQUESTS
 from runtime.serving.openapi import build_openapi
 from runtime.settings import ServerConfig
+from runtime.version import __version__
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -49,7 +50,7 @@ _FIXED_PATHS = {
 
 def create_app(host: ServiceHost, config: ServerConfig) -> FastAPI:
     """The ASGI app serving `host` (whose endpoints may be swapped by a reload at any time)."""
-    app = FastAPI(title="nbento", version="0.1.0", redoc_url=None)
+    app = FastAPI(title="nbento", version=__version__, redoc_url=None)
 
     @app.get("/livez", include_in_schema=False)
     async def livez() -> dict[str, str]:

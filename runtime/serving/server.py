@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -67,8 +68,11 @@ def quiet_model_libraries() -> None:
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    """One format for nbento's and uvicorn's lines, on stderr (the URL goes to stdout)."""
+def setup_logging(level: int | str | None = None) -> None:
+    """One format for nbento's and uvicorn's lines, on stderr (the URL goes to stdout).
+    `level` defaults to $NBENTO_LOG_LEVEL (`nbento --log-level`), else info."""
+    if level is None:
+        level = os.environ.get("NBENTO_LOG_LEVEL", "info").upper()
     root = logging.getLogger()
     if not any(getattr(h, "_nbento", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)

@@ -12,10 +12,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("runtime", "jupyter_ext")
+# The top-level `nbento` package's source sits here and ships as `nbento` (pyproject.toml).
+NBENTO_SOURCE = ROOT / "runtime" / "_nbento_pkg"
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    base = NBENTO_SOURCE if path.is_relative_to(NBENTO_SOURCE) else ROOT
+    parts = list(path.relative_to(base).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)

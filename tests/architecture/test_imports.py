@@ -64,6 +64,14 @@ def test_runtime_never_imports_jupyter_ext() -> None:
     assert wrong == []
 
 
+def test_only_users_import_nbento() -> None:
+    """`nbento` is the users' name for runtime + jupyter_ext; neither may lean on it."""
+    edges = graph()
+    assert "nbento" in edges and "jupyter_ext" in edges["nbento"]
+    wrong = [f"{module} -> nbento" for module, deps in edges.items() if "nbento" in deps]
+    assert wrong == []
+
+
 def test_no_module_is_a_god_file() -> None:
     long = {
         name: lines

@@ -81,8 +81,12 @@ def save_support_classifier(home: Path) -> str:
 
 
 @contextmanager
-def jupyter_server(tmp: Path, *, lab: bool = False, token: str = "nbento-test-token") -> Iterator[LabServer]:
-    """Start `jupyter server` (or `jupyter lab`) and stop it by its PID afterwards."""
+def jupyter_server(
+    tmp: Path, *, lab: bool = False, token: str = "nbento-test-token",
+    extensions: str = "{'nbento': True}",
+) -> Iterator[LabServer]:
+    """Start `jupyter server` (or `jupyter lab`) with nbento's server extension (by the name
+    the wheel's config enables) and stop it by its PID afterwards."""
     root, home, settings = tmp / "root", tmp / "nbento-home", tmp / "settings"
     for folder in (root, home, settings):
         folder.mkdir(parents=True, exist_ok=True)
@@ -96,7 +100,7 @@ def jupyter_server(tmp: Path, *, lab: bool = False, token: str = "nbento-test-to
     args = [
         sys.executable, *app, "--no-browser", "--allow-root", f"--port={port}",
         "--port_retries=0", "--ip=127.0.0.1", f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}", "--ServerApp.jpserver_extensions={'jupyter_ext': True}",
+        f"--ServerApp.root_dir={root}", f"--ServerApp.jpserver_extensions={extensions}",
     ]
     if lab:
         args += [f"--LabApp.user_settings_dir={settings}",

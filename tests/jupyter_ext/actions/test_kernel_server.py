@@ -14,9 +14,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from jupyter_ext.actions.kernel_server import KernelServer, free_port
-
-from tests.jupyter_ext.kernel_session import KernelSession, served_url
 from tests.jupyter_ext.kernel.test_examples import port_is_free
+from tests.jupyter_ext.kernel_session import KernelSession, served_url
 
 TRAIN = (
     "from sklearn.linear_model import LogisticRegression\n"
@@ -169,5 +168,29 @@ def test_modules_next_to_the_notebook_are_importable_in_the_server(tmp_path: Pat
         server.start(timeout=60, port_tries=3)
         response = httpx.post(f"{server.url}/echo", json={"text": "hi"}, trust_env=False)
         assert response.json() == {"said": "HI"}
+    finally:
+        server.stop()
+
+
+def test_a_users_runtime_or_nbento_module_cannot_shadow_nbento_in_the_server(tmp_path: Path) -> None:
+    # The notebook folder holds modules named like nbento's packages (a user's own
+    # runtime.py is common); the server still imports nbento, and the user's other modules.
+    for shadow in ("runtime", "nbento", "jupyter_ext"):
+        (tmp_path / f"{shadow}.py").write_text(f"raise ImportError('the user\\'s own {shadow}.py')\n")
+    (tmp_path / "ticket_rules.py").write_text("def shout(text):\n    return text.upper()\n")
+    folder = tmp_path / ".nbento" / "svc"
+    folder.mkdir(parents=True)
+    (folder / "service.py").write_text(
+        "import sys\nfrom nbento import api\nfrom ticket_rules import shout\n\n\n"
+        "@api\ndef echo(text: str) -> dict:\n"
+        "    site = max(i for i, p in enumerate(sys.path) if p.endswith('site-packages'))\n"
+        f"    return {{'said': shout(text), 'after_site': sys.path.index({str(tmp_path)!r}) > site}}\n"
+    )
+    server = KernelServer(folder, port=free_port(3940))
+    try:
+        server.start(timeout=60, port_tries=3)
+        response = httpx.post(f"{server.url}/echo", json={"text": "hi"}, trust_env=False)
+        assert response.status_code == 200, server.log_tail()
+        assert response.json() == {"said": "HI", "after_site": True}
     finally:
         server.stop()

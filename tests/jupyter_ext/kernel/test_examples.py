@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from jupyter_ext.capture.notebook import capture_notebook, render_module
-
 from tests.jupyter_ext.kernel_session import KernelSession, served_url
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"

@@ -85,13 +85,16 @@ def test_errors_are_plain_words_and_keep_the_previous_capture(ip: Any, tmp_path:
     shell.run_cell(API, cell_id="a")
     before = module_text(tmp_path)
     capsys.readouterr()
-    shell.run_cell("%%nbento api classify\ndef classify(texts:\n    return 1", cell_id="a")
+    result = shell.run_cell("%%nbento api classify\ndef classify(texts:\n    return 1", cell_id="a")
+    assert not result.success  # the cell fails: Run All stops here
     err = capsys.readouterr().err
-    assert "cell a (api classify) line 2" in err and "capture was not updated" in err
+    assert err.startswith("UsageError: cell a (api classify) line 2") and "capture was not updated" in err
     assert "Traceback" not in err and "jupyter_ext" not in err
-    shell.run_cell("%%nbento api classify\ndef classify(texts):\n    return 1\nclassify(None) + 'x'", cell_id="a")
+    result = shell.run_cell("%%nbento api classify\ndef classify(texts):\n    return 1\nclassify(None) + 'x'", cell_id="a")
+    assert not result.success
     out = capsys.readouterr()
-    assert "failed in the kernel" in out.err
+    assert "UsageError: cell a (api classify) failed in the kernel" in out.err
+    assert "TypeError" in out.err + out.out  # the user's own error, shown above it
     assert "jupyter_ext" not in out.out + out.err  # the user's traceback only
     assert module_text(tmp_path) == before
 
@@ -108,16 +111,18 @@ def test_errors_are_plain_words_and_keep_the_previous_capture(ip: Any, tmp_path:
 )
 def test_bad_cell_arguments(ip: Any, line: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     shell, _ = ip
-    shell.run_cell(f"{line}\nx = 1")
+    result = shell.run_cell(f"{line}\nbody_ran_ = 1")
+    assert not result.success and "body_ran_" not in shell.user_ns  # failed before the body ran
     err = capsys.readouterr().err
-    assert message in err and err.startswith("nbento: ")
-    assert "Traceback" not in err
+    assert message in err and err.startswith("UsageError: ")
+    assert "Traceback" not in err and err.count("\n") == 1  # one line
 
 
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("%nbento frobnicate", "unknown command 'frobnicate'"),
+        ("%nbento frobnicate", "unknown command 'frobnicate'; the commands are serve, stop"),
+        ("%nbento serv", "did you mean '%nbento serve'?"),
         ("%nbento serve --port abc", "a port is a number"),
         ("%nbento serve", "nothing to serve yet"),
         ("%nbento call classify '{}'", "no server is running"),
@@ -126,9 +131,22 @@ def test_bad_cell_arguments(ip: Any, line: str, message: str, capsys: pytest.Cap
 )
 def test_bad_line_commands(ip: Any, line: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     shell, _ = ip
-    shell.run_cell(line)
+    result = shell.run_cell(line)
+    assert not result.success
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert message in err and err.startswith("UsageError: ") and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_the_magic_docstring_is_its_help(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    shell, _ = ip
+    shown = shell.object_inspect_text("%nbento")  # what `%nbento?` shows
+    assert "Notebook cells as a typed, batched model service" in shown
+    for expected in ("%%nbento preprocess", "%%nbento model NAME", "%%nbento api NAME",
+                     "%nbento serve", "%nbento call", "%nbento build", "%nbento export"):
+        assert expected in shown
+    result = shell.run_cell("%nbento help")
+    assert result.success and "%nbento serve" in capsys.readouterr().out
 
 
 def test_model_cell_saves_last_expression_with_signatures(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,8 +163,9 @@ def test_model_cell_saves_last_expression_with_signatures(ip: Any, capsys: pytes
     shell.run_cell("other = m\n%nbento status")
     shell.run_cell("%%nbento model tiny2 --var other\nprint('training')", cell_id="m2")
     assert store.get("tiny2:latest").tag.name == "tiny2"
-    shell.run_cell("%%nbento model tiny3\nx = 1", cell_id="m3")
-    assert "nothing to save" in capsys.readouterr().err
+    result = shell.run_cell("%%nbento model tiny3\nx = 1", cell_id="m3")
+    assert not result.success and "UsageError: cell m3 (model tiny3): nothing to save" in capsys.readouterr().err
+    assert "tiny3" not in magics.state.models_saved
 
 
 def test_free_names_warn_when_the_kernel_has_them(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:

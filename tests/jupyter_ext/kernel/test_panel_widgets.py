@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_notebook
 
 from jupyter_ext.actions.jobs import JobRegistry
@@ -21,7 +22,6 @@ from jupyter_ext.kernel.panel import (
     PanelBackend,
     TryItSection,
 )
-
 from tests.jupyter_ext.lab_server import copy_example, save_support_classifier
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -51,7 +51,9 @@ def test_magic_renders_the_panel_widgets_in_a_real_kernel(tmp_path: Path, nbento
 
 def test_panel_with_arguments_is_refused_in_plain_words(tmp_path: Path) -> None:
     nb = new_notebook(cells=[new_code_cell("%load_ext jupyter_ext"), new_code_cell("%nbento panel --big")])
-    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    with pytest.raises(CellExecutionError) as failed:  # the cell fails, as every bad %nbento line
+        NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    assert failed.value.ename == "UsageError"
     text = "".join(o.get("text", "") for o in nb.cells[1].outputs)
     assert "%nbento panel takes no arguments" in text
 

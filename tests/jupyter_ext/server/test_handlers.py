@@ -14,7 +14,12 @@ import httpx
 import pytest
 import yaml
 
-from tests.jupyter_ext.lab_server import LabServer, copy_example, jupyter_server, save_support_classifier
+from tests.jupyter_ext.lab_server import (
+    LabServer,
+    copy_example,
+    jupyter_server,
+    save_support_classifier,
+)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from runtime import store
-
 from tests.runtime.store_fixtures import REPO, Doubler
 
 

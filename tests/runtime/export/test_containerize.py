@@ -16,8 +16,12 @@ from runtime.cli import main
 from runtime.export.bento import build_bento
 from runtime.export.bento_store import Bento
 from runtime.export.containerize import docker_build_command
-
-from tests.runtime.bento_fixtures import copy_example, save_support_classifier, save_toy_model, write_toy_service
+from tests.runtime.bento_fixtures import (
+    copy_example,
+    save_support_classifier,
+    save_toy_model,
+    write_toy_service,
+)
 from tests.runtime.docker_engine import DockerEngine, base_rootfs_tar, why_no_dockerd
 
 
@@ -77,7 +81,8 @@ def test_container_end_to_end(
         engine.import_base_image(base)  # FROM python:3.11-slim resolves with no registry
         monkeypatch.setenv("DOCKER_HOST", engine.base_url)
         assert main(["containerize", str(bento.tag), "--tag", tag]) == 0
-        log = capsys.readouterr().out
+        log = capsys.readouterr().err  # progress goes to stderr
+        assert "sending the build context" in log and "MiB" in log
         assert "Step 1/" in log and f"built {tag}" in log
         image = engine.client.images.get(tag)
         assert image.attrs["Config"]["User"] == "1000:1000"

@@ -12,7 +12,6 @@ from sklearn.linear_model import LogisticRegression
 from runtime import runner, store
 from runtime.errors import InvalidName, ModelNotFound, SignatureError
 from runtime.service.handles import ModelHandle, set_backend_resolver
-
 from tests.runtime.store_fixtures import Doubler
 
 

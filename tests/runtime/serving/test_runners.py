@@ -24,7 +24,6 @@ from runtime.serving.runner_app import runner_app
 from runtime.serving.runners import RunnerPool, method_settings
 from runtime.serving.workers import RemoteCallError, WorkerError
 from runtime.settings import BatchingConfig, RunnerConfig, ServerConfig
-
 from tests.runtime.runner_models import SIGNATURES, Doubler
 
 pytestmark = pytest.mark.anyio

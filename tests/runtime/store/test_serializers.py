@@ -20,7 +20,6 @@ from runtime.errors import ChecksumMismatch, SerializationError
 from runtime.store import serializers
 from runtime.store.artifacts import ArtifactReader, ArtifactWriter
 from runtime.store.serializers import default_signatures, serializer_for
-
 from tests.runtime.store_fixtures import Doubler
 
 
