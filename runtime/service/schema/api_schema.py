@@ -1,13 +1,6 @@
-"""Type hints are the schema: an API function's signature decides what request body it takes
-and how the answer is encoded. The exact mapping is documented in `docs/apis.md`.
-
-    from runtime.service.schema import NDArray
-
-    @api
-    def predict(x: NDArray[np.float32, (-1, 4)]) -> list[int]: ...
-
-Everything here is built once per API when a service loads (pydantic `TypeAdapter`s, the
-request model of multi-parameter functions), so a request pays only for validation.
+"""`ApiSchema`: one API's signature as a request decoder and a response encoder. Built once per
+API when a service loads (pydantic `TypeAdapter`s, the request model of multi-parameter
+functions), so a request pays only for validation. The mapping is documented in docs/apis.md.
 """
 
 from __future__ import annotations
@@ -24,77 +17,11 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from runtime.service.definition import ApiSpec
+from runtime.service.schema.arrays import ndarray
+from runtime.service.schema.errors import RequestError
+from runtime.service.schema.frames import FrameSpec, pandas_kind, to_jsonable
 
-ParamKind = Literal["json", "ndarray", "text", "image", "file"]
-
-
-class ndarray:
-    """Annotation metadata for NumPy inputs: `Annotated[np.ndarray, ndarray("float32", (-1, 4))]`.
-
-    `dtype` None accepts any dtype; `shape` uses -1 for "any length" on that axis. A JSON list
-    is converted to `dtype`; an npy body must already have a dtype that casts safely."""
-
-    def __init__(self, dtype: Any = None, shape: tuple[int, ...] | None = None) -> None:
-        self.dtype = np.dtype(dtype) if dtype is not None else None
-        self.shape = tuple(shape) if shape is not None else None
-
-    def describe(self) -> str:
-        dtype = self.dtype.name if self.dtype is not None else "any"
-        shape = self.shape if self.shape is not None else "any"
-        return f"ndarray dtype={dtype} shape={shape}"
-
-    def check(self, array: np.ndarray, field: str) -> np.ndarray:
-        if self.dtype is not None and array.dtype != self.dtype:
-            if not np.can_cast(array.dtype, self.dtype, casting="same_kind"):
-                raise RequestError(
-                    422, "validation_error", field,
-                    f"array dtype {array.dtype.name} cannot be converted to {self.dtype.name}",
-                )
-            array = array.astype(self.dtype)
-        if self.shape is not None:
-            ok = len(self.shape) == array.ndim and all(
-                want in (-1, got) for want, got in zip(self.shape, array.shape, strict=True)
-            )
-            if not ok:
-                raise RequestError(
-                    422, "validation_error", field,
-                    f"array shape {tuple(array.shape)} does not match {self.shape} "
-                    f"(-1 means any length)",
-                )
-        return array
-
-    def from_json(self, value: Any, field: str) -> np.ndarray:
-        try:
-            array = np.asarray(value, dtype=self.dtype)
-        except (ValueError, TypeError) as exc:
-            want = self.dtype.name if self.dtype is not None else "numbers"
-            raise RequestError(
-                422, "validation_error", field, f"expected a (nested) list of {want}: {exc}"
-            ) from None
-        if array.dtype == object:
-            raise RequestError(
-                422, "validation_error", field, "expected a rectangular (nested) list of numbers"
-            )
-        return self.check(array, field)
-
-    def from_npy(self, body: bytes, field: str) -> np.ndarray:
-        try:
-            array = np.load(io.BytesIO(body), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise RequestError(
-                400, "invalid_body", field, f"body is not a valid .npy array ({exc})"
-            ) from None
-        return self.check(array, field)
-
-
-class NDArray:
-    """Shorthand: `NDArray[np.float32, (-1, 4)]` is `Annotated[np.ndarray, ndarray(...)]`;
-    `NDArray[np.float32]` fixes only the dtype (a dtype name string works too)."""
-
-    def __class_getitem__(cls, params: Any) -> Any:
-        if not isinstance(params, tuple):
-            params = (params,)
-        return Annotated[np.ndarray, ndarray(*params)]
+ParamKind = Literal["json", "ndarray", "text", "image", "file", "frame"]
 
 
 @dataclass
@@ -106,35 +33,6 @@ class UploadedFile:
     data: bytes
 
 
-class RequestError(Exception):
-    """A request the API cannot take: becomes a 4xx JSON body naming the field."""
-
-    def __init__(self, status: int, error: str, field: str | None, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.details = [{"field": field, "message": message}]
-
-    @classmethod
-    def from_validation(cls, exc: ValidationError, prefix: tuple[str, ...] = ()) -> RequestError:
-        errors = exc.errors(include_url=False, include_input=False)
-        if any(err["type"] == "json_invalid" for err in errors):
-            first = errors[0]
-            return cls(400, "invalid_json", None, f"body is not valid JSON: {first['msg']}")
-        error = cls(422, "validation_error", None, "")
-        error.details = [
-            {
-                "field": ".".join(str(p) for p in (*prefix, *err["loc"])) or None,
-                "message": err["msg"],
-            }
-            for err in errors
-        ]
-        return error
-
-    def body(self) -> dict[str, Any]:
-        return {"error": self.error, "detail": self.details}
-
-
 @dataclass
 class Param:
     name: str
@@ -144,6 +42,7 @@ class Param:
     array: ndarray | None
     required: bool
     default: Any
+    frame: FrameSpec | None = None
 
 
 def _pil_image_type() -> type | None:
@@ -162,6 +61,12 @@ def _param(name: str, annotation: Any, default: Any) -> Param:
     if typing.get_origin(annotation) is Annotated:
         base, *extras = typing.get_args(annotation)
         array = next((e for e in extras if isinstance(e, ndarray)), None)
+    if pandas_kind(annotation) is not None:
+        frame = FrameSpec.from_annotation(annotation, name)
+        return Param(
+            name, "frame", annotation, frame.adapter, None, required,
+            None if required else default, frame,
+        )
     if array is not None or base is np.ndarray:
         kind, array = "ndarray", array or ndarray()
     elif base is str:
@@ -204,6 +109,9 @@ class ApiSchema:
             for p in self.params:
                 if p.kind in ("json", "text"):
                     fields[p.name] = (p.annotation, ... if p.required else p.default)
+                elif p.kind == "frame":
+                    assert p.frame is not None
+                    fields[p.name] = (p.frame.annotation, ... if p.required else p.default)
                 elif p.kind == "ndarray":
                     fields[p.name] = (list[Any], ... if p.required else p.default)
             self.request_model = create_model(
@@ -215,17 +123,18 @@ class ApiSchema:
         # themselves be an object, so the bare-value reading never clashes with it.
         self.wrapped_model: type[BaseModel] | None = None
         single = self.single
-        if single is not None and single.kind in ("json", "text") and _wrappable(single):
+        if single is not None and single.kind in ("json", "text", "frame") and _wrappable(single):
+            wire = single.frame.annotation if single.frame is not None else single.annotation
             self.wrapped_model = create_model(
                 f"{spec.name}_body", __config__=ConfigDict(extra="forbid"),
-                **{single.name: (single.annotation, ...)},  # type: ignore[call-overload]
+                **{single.name: (wire, ...)},  # type: ignore[call-overload]
             )
 
     # -- requests ---------------------------------------------------------------------------
 
     async def decode(self, content_type: str, body: bytes) -> dict[str, Any]:
         """Turn a request body into the function's keyword arguments, or raise RequestError."""
-        media = content_type.split(";", 1)[0].strip().lower()
+        media = _media(content_type)
         if media in ("", "application/x-www-form-urlencoded"):
             media = "application/json"  # no type, or curl -d's default: read the body as JSON
         if media == "multipart/form-data":
@@ -251,11 +160,15 @@ class ApiSchema:
             model = self.request_model.model_validate_json(body)
         except ValidationError as exc:
             raise RequestError.from_validation(exc) from None
-        kwargs = {p.name: getattr(model, p.name) for p in self.params if p.kind != "ndarray"}
+        kwargs = {p.name: getattr(model, p.name) for p in self.params}
         for p in self.params:
+            value = kwargs[p.name]
+            if value is p.default and not p.required:
+                continue
             if p.kind == "ndarray":
-                value = getattr(model, p.name)
-                kwargs[p.name] = value if value is p.default else p.array.from_json(value, p.name)  # type: ignore[union-attr]
+                kwargs[p.name] = p.array.from_json(value, p.name)  # type: ignore[union-attr]
+            elif p.kind == "frame":
+                kwargs[p.name] = p.frame.build(value)  # type: ignore[union-attr]
         return kwargs
 
     def _decode_single(self, p: Param, media: str, body: bytes) -> Any:
@@ -265,17 +178,21 @@ class ApiSchema:
                 return body.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise RequestError(400, "invalid_body", p.name, f"text is not UTF-8: {exc}") from None
-        if p.kind in ("json", "text") and is_json:
+        if p.kind in ("json", "text", "frame") and is_json:
             assert p.adapter is not None
             wrapped = self.wrapped_model
+            named = wrapped is not None and body.lstrip().startswith(b"{")
             try:
-                if wrapped is not None and body.lstrip().startswith(b"{"):
-                    return getattr(wrapped.model_validate_json(body), p.name)
-                return p.adapter.validate_json(body)
+                if named:
+                    assert wrapped is not None
+                    value = getattr(wrapped.model_validate_json(body), p.name)
+                else:
+                    value = p.adapter.validate_json(body)
             except ValidationError as exc:
-                raise RequestError.from_validation(
-                    exc, () if wrapped is not None and body.lstrip().startswith(b"{") else (p.name,)
-                ) from None
+                raise RequestError.from_validation(exc, () if named else (p.name,)) from None
+            return p.frame.build(value) if p.frame is not None else value
+        if p.frame is not None and p.frame.accepts(media):
+            return p.frame.decode_body(media, body)
         if p.kind == "ndarray":
             assert p.array is not None
             if media == "application/octet-stream" or media == "application/x-npy":
@@ -323,6 +240,8 @@ class ApiSchema:
                 elif p.kind == "ndarray":
                     assert p.array is not None
                     kwargs[p.name] = p.array.from_npy(data, p.name)
+                elif p.frame is not None and p.frame.accepts(_media(value.content_type)):
+                    kwargs[p.name] = p.frame.decode_body(_media(value.content_type), data)
                 else:
                     kwargs[p.name] = self._form_value(p, data.decode("utf-8", "replace"))
             else:
@@ -338,6 +257,11 @@ class ApiSchema:
         assert p.adapter is not None
         if p.kind == "text":
             return text
+        if p.frame is not None:
+            try:
+                return p.frame.build(p.adapter.validate_json(text))
+            except ValidationError as exc:
+                raise RequestError.from_validation(exc, (p.name,)) from None
         try:
             return p.adapter.validate_json(text)
         except ValidationError:
@@ -351,7 +275,8 @@ class ApiSchema:
     @staticmethod
     def encode(value: Any) -> tuple[bytes, str]:
         """(body, media type): str -> text/plain, bytes -> octet-stream, PIL image -> PNG,
-        anything else JSON (NumPy arrays and scalars become lists and numbers)."""
+        anything else JSON (NumPy arrays and scalars become lists and numbers, pandas
+        DataFrames records, NaN and infinities null)."""
         if isinstance(value, str):
             return value.encode("utf-8"), "text/plain; charset=utf-8"
         if isinstance(value, bytes | bytearray):
@@ -361,8 +286,8 @@ class ApiSchema:
             out = io.BytesIO()
             value.save(out, format="PNG")  # type: ignore[attr-defined]
             return out.getvalue(), "image/png"
-        return pydantic_core.to_json(value, fallback=_json_fallback), "application/json"
-
+        body = pydantic_core.to_json(value, fallback=_json_fallback, inf_nan_mode="null")
+        return body, "application/json"
 
 
 def _json_fallback(value: Any) -> Any:
@@ -372,9 +297,11 @@ def _json_fallback(value: Any) -> Any:
         return value.item()
     if isinstance(value, set | frozenset):
         return list(value)
+    if type(value).__module__.split(".", 1)[0] == "pandas":
+        return to_jsonable(value)
     raise TypeError(
         f"cannot encode a {type(value).__name__} as JSON; return lists, dicts, numbers, "
-        f"strings, NumPy arrays or pydantic models"
+        f"strings, NumPy arrays, pandas DataFrames or pydantic models"
     )
 
 
@@ -409,8 +336,15 @@ def _media_hint(p: Param, media: str) -> str:
         "ndarray": "a JSON (nested) list or application/octet-stream with an .npy file",
         "image": "an image/* body or multipart/form-data with one image file",
         "file": "application/octet-stream or multipart/form-data with one file",
+        "frame": "JSON records ([{\"column\": value, ...}, ...]), text/csv or "
+        "application/vnd.apache.parquet" if p.frame is not None and p.frame.kind == "dataframe"
+        else "a JSON list of values",
     }[p.kind]
     return f"parameter '{p.name}' takes {wanted}, not {media}"
+
+
+def _media(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def _wrappable(p: Param) -> bool:
