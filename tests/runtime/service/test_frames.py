@@ -11,13 +11,14 @@ import subprocess
 import sys
 from typing import Annotated, Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
 from pydantic import BaseModel, Field
 
 from runtime.service.definition import api
-from runtime.service.schema import ApiSchema, DataFrameOf, RequestError
+from runtime.service.schema import ApiSchema, DataFrameOf, RequestError, UploadedFile
 from runtime.service.schema import frames as frames_module
 from tests.runtime.serving_support import REPO
 
@@ -29,6 +30,10 @@ class Person(BaseModel):
     city: str
     income: float
     member: bool | None = None
+
+
+class Aged(BaseModel):
+    age: int
 
 
 def schema_of(fn: Any) -> ApiSchema:
@@ -246,3 +251,22 @@ def test_a_service_without_dataframes_never_imports_pandas() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_frames_in_multipart_forms_as_csv_upload_or_json_field() -> None:
+    def attach(doc: UploadedFile, df: DataFrameOf[Aged]) -> dict: ...
+
+    s = schema_of(attach)
+
+    def form(**parts: Any) -> dict[str, Any]:
+        request = httpx.Request("POST", "http://127.0.0.1/attach", **parts)
+        return asyncio.run(s.decode(request.headers["content-type"], request.read()))
+
+    doc = ("note.txt", b"hi", "text/plain")
+    csv_upload = form(files={"doc": doc, "df": ("rows.csv", b"age\n3\n4\n", "text/csv")})
+    assert csv_upload["df"]["age"].tolist() == [3, 4] and csv_upload["doc"].data == b"hi"
+    json_field = form(files={"doc": doc}, data={"df": '[{"age": 5}]'})
+    assert json_field["df"]["age"].dtype == np.int64
+    with pytest.raises(RequestError) as info:
+        form(files={"doc": doc}, data={"df": '[{"age": "five"}]'})
+    assert info.value.status == 422 and info.value.details[0]["field"] == "df.0.age"
