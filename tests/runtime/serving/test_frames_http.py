@@ -156,3 +156,36 @@ def test_openapi_shows_records_with_the_declared_columns(server: ServerProcess) 
     example = {name: placeholder[prop["type"]] for name, prop in row["properties"].items()}
     r = post(server, "dtypes", json={"people": [example]})
     assert r.status_code == 200 and r.json()["rows"] == 1
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_fuzzing_the_dataframe_apis_finds_no_server_error(server: ServerProcess, mode: str) -> None:
+    """schemathesis sends generated JSON records and CSV bodies (valid and invalid)."""
+    schemathesis = pytest.importorskip("schemathesis")
+    hypothesis = pytest.importorskip("hypothesis")
+    import requests
+
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    session = requests.Session()
+    session.trust_env = False
+    seen: dict[str, set[int]] = {}
+    media: set[str | None] = set()
+    settings = hypothesis.settings(
+        max_examples=150, deadline=None, database=None, derandomize=True,
+        suppress_health_check=list(hypothesis.HealthCheck),
+        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+    )
+
+    @settings
+    @hypothesis.given(case=schema.as_strategy(schemathesis.GenerationMode(mode)))
+    def fuzz(case: Any) -> None:
+        response = case.call(base_url=server.url, session=session, timeout=30)
+        seen.setdefault(case.path, set()).add(response.status_code)
+        media.add(case.media_type)
+        assert response.status_code < 500, (case.path, case.media_type, case.body, response.text)
+
+    fuzz()
+    assert {"/enrich", "/means", "/columns"} <= set(seen)
+    assert {"application/json", "text/csv"} <= media, media  # it has no Parquet generator
+    if mode == "positive":
+        assert 200 in seen["/enrich"]
