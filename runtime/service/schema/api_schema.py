@@ -14,7 +14,14 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PydanticSchemaGenerationError,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
 
 from runtime.service.definition import ApiSpec
 from runtime.service.schema.arrays import ndarray
@@ -43,6 +50,22 @@ class Param:
     required: bool
     default: Any
     frame: FrameSpec | None = None
+
+
+def _adapter(name: str, annotation: Any) -> TypeAdapter[Any]:
+    try:
+        return TypeAdapter(annotation)
+    except PydanticSchemaGenerationError as exc:
+        hint = (
+            " A DataFrame or Series must be the whole annotation (pd.DataFrame, DataFrameOf[Row], "
+            "Annotated[pd.Series, float]); for an optional one write `df: pd.DataFrame = None`."
+            if "pandas" in repr(annotation) else ""
+        )
+        reason = str(exc).splitlines()[0]
+        raise TypeError(
+            f"parameter '{name}': a request cannot carry {annotation!r} ({reason}).{hint} "
+            f"docs/apis.md lists the types an API can take"
+        ) from None
 
 
 def _pil_image_type() -> type | None:
@@ -75,7 +98,7 @@ def _param(name: str, annotation: Any, default: Any) -> Param:
         kind = "file"
     elif isinstance(base, type) and (pil := _pil_image_type()) is not None and issubclass(base, pil):
         kind = "image"
-    adapter = TypeAdapter(annotation) if kind in ("json", "text") else None
+    adapter = _adapter(name, annotation) if kind in ("json", "text") else None
     return Param(name, kind, annotation, adapter, array, required, None if required else default)
 
 

@@ -177,6 +177,15 @@ def test_row_bounds_from_field() -> None:
     assert refused(s, "age,city,income\n", "text/csv").status == 422
 
 
+def test_optional_frame_parameter_defaults_to_none() -> None:
+    def report(df: pd.DataFrame = None, title: str = "t") -> dict: ...  # type: ignore[assignment]
+
+    s = schema_of(report)
+    assert asyncio.run(s.decode("application/json", b'{"title": "x"}')) == {"df": None, "title": "x"}
+    kwargs = asyncio.run(s.decode("application/json", b'{"df": [{"a": 1}]}'))
+    assert kwargs["df"].to_dict("records") == [{"a": 1}]
+
+
 def test_series_parameter_and_multi_parameter_frames() -> None:
     def scale(values: Annotated[pd.Series, float], df: pd.DataFrame, factor: int = 2) -> dict: ...
 
@@ -203,6 +212,11 @@ def test_bad_declarations_fail_when_the_service_loads() -> None:
 
     with pytest.raises(TypeError, match="parameter 'df'"):
         schema_of(score)
+
+    def maybe(df: pd.DataFrame | None = None, k: int = 1) -> list: ...
+
+    with pytest.raises(TypeError, match="must be the whole annotation"):
+        schema_of(maybe)
 
 
 def test_frames_and_series_answer_json() -> None:
