@@ -112,15 +112,16 @@ class AdaptiveBatcher:
     ) -> Any:
         """Queue `rows` (a list or an array along `batch_dim`) and return the model's output for
         exactly these rows, in order. `args`/`kwargs` go to the model after the rows; requests
-        batch together only when those are equal."""
+        batch together only when those are equal. Zero rows answer at once with zero outputs
+        (`[]`, or the empty input array), without calling the model."""
         kwargs = kwargs or {}
         n = count_rows(rows, self.batch_dim)
         if self._closing:
             raise RunnerClosed(
                 f"runner '{self.name}' is shutting down; retry on another replica", 1.0
             )
-        if n == 0:  # nothing to batch; let the model say what an empty call returns
-            return await self.run_batch(rows, *args, **kwargs)
+        if n == 0:  # zero rows, zero outputs; models often refuse an empty batch (scikit-learn)
+            return take(rows, 0, 0, self.batch_dim)
         limit = self.config.max_queue_rows
         if n > limit:
             raise RequestTooLarge(

@@ -4,11 +4,13 @@ the type hints (the same hints `runtime.service.schema` validates against). Rebu
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from runtime.service.schema import ApiSchema, Param
+from runtime.service.schema import ApiSchema, FrameSpec, Param
+from runtime.service.schema.frames import CSV_MEDIA, PARQUET_MEDIA, pandas_kind
 from runtime.serving.error_body import ErrorBody
 
 if TYPE_CHECKING:
@@ -71,7 +73,41 @@ def _param_schema(p: Param, components: dict[str, Any], ref: str = _REF) -> dict
         return {**item, "description": p.array.describe()}
     if p.kind in ("image", "file"):
         return {"type": "string", "format": "binary"}
+    if p.frame is not None:
+        return _frame_schema(p.frame, components, ref)
     return _schema(p.annotation, components, ref)
+
+
+def _frame_schema(frame: FrameSpec, components: dict[str, Any], ref: str = _REF) -> dict[str, Any]:
+    """A DataFrame as JSON records (one object per row, the row model's columns when declared);
+    a Series as a list of values."""
+    schema = _schema(frame.annotation, components, ref)
+    if frame.kind == "series":
+        return {**schema, "description": "a pandas Series: a JSON list of values"}
+    return {
+        **schema,
+        "description": "a pandas DataFrame as JSON records, one object per row"
+        + ("" if frame.row is not None else " (columns not declared: pandas infers them)"),
+    }
+
+
+def _frame_response(annotation: Any, components: dict[str, Any], ref: str = _REF) -> dict[str, Any]:
+    frame = FrameSpec.from_annotation(annotation, "")
+    if frame.kind == "dataframe":
+        return {
+            **_frame_schema(frame, components, ref),
+            "description": "a pandas DataFrame as JSON records, one object per row (a named "
+            "index becomes columns)",
+        }
+    item = _schema(frame.item, components, ref)
+    return {
+        "oneOf": [
+            {"type": "array", "items": item},
+            {"type": "object", "additionalProperties": item},
+        ],
+        "description": "a pandas Series: a list, or an object keyed by its index when the index "
+        "is not 0..n-1",
+    }
 
 
 def _request_body(schema: ApiSchema, components: dict[str, Any], ref: str = _REF) -> dict[str, Any]:
@@ -90,6 +126,12 @@ def _request_body(schema: ApiSchema, components: dict[str, Any], ref: str = _REF
             content["application/json"] = {"schema": body}
         if single.kind == "text":
             content["text/plain"] = {"schema": {"type": "string"}}
+        if single.frame is not None and single.frame.kind == "dataframe":
+            content[CSV_MEDIA] = {"schema": {
+                "type": "string", "description": "a header line naming the columns, then one line per row",
+            }}
+            if importlib.util.find_spec("pyarrow") is not None:
+                content[PARQUET_MEDIA] = {"schema": {"type": "string", "format": "binary"}}
         if single.kind == "ndarray":
             content["application/octet-stream"] = {
                 "schema": {"type": "string", "format": "binary", "description": "an .npy file"}
@@ -117,6 +159,8 @@ def _response(schema: ApiSchema, components: dict[str, Any], ref: str = _REF) ->
         return {"text/plain": {"schema": {"type": "string"}}}
     if returns is bytes:
         return {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    if pandas_kind(returns) is not None:
+        return {"application/json": {"schema": _frame_response(returns, components, ref)}}
     return {"application/json": {"schema": _schema(returns, components, ref)}}
 
 

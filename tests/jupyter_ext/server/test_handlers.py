@@ -97,7 +97,7 @@ def test_services_reports_cells_by_kind_source_and_warnings(lab: LabServer) -> N
     assert [c["cell_id"] for c in info["cells"]["preprocess"]] == ["tickets-02"]
     assert [(c["cell_id"], c["name"]) for c in info["cells"]["model"]] == [("tickets-05", "support_classifier")]
     assert [(c["cell_id"], c["name"]) for c in info["cells"]["api"]] == [("tickets-06", "classify")]
-    assert "def classify(texts: list[str]) -> dict:" in info["source"]
+    assert "def classify(texts: Annotated[list[Ticket], Field(min_length=1, max_length=256)]) -> dict:" in info["source"]
     assert info["warnings"] == []
 
     # a notebook whose API reads a name only an uncaptured cell defines gets a warning

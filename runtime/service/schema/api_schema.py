@@ -1,13 +1,6 @@
-"""Type hints are the schema: an API function's signature decides what request body it takes
-and how the answer is encoded. The exact mapping is documented in `docs/apis.md`.
-
-    from runtime.service.schema import NDArray
-
-    @api
-    def predict(x: NDArray[np.float32, (-1, 4)]) -> list[int]: ...
-
-Everything here is built once per API when a service loads (pydantic `TypeAdapter`s, the
-request model of multi-parameter functions), so a request pays only for validation.
+"""`ApiSchema`: one API's signature as a request decoder and a response encoder. Built once per
+API when a service loads (pydantic `TypeAdapter`s, the request model of multi-parameter
+functions), so a request pays only for validation. The mapping is documented in docs/apis.md.
 """
 
 from __future__ import annotations
@@ -21,81 +14,21 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
-
-from runtime.errors import (
-    InvalidBody,
-    InvalidJSON,
-    RequestError,
-    UnsupportedMediaType,
-    ValidationFailed,
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PydanticSchemaGenerationError,
+    TypeAdapter,
+    ValidationError,
+    create_model,
 )
+
 from runtime.service.definition import ApiSpec
+from runtime.service.schema.arrays import ndarray
+from runtime.service.schema.errors import from_validation, request_error
+from runtime.service.schema.frames import FrameSpec, pandas_kind, to_jsonable
 
-ParamKind = Literal["json", "ndarray", "text", "image", "file"]
-
-
-class ndarray:
-    """Annotation metadata for NumPy inputs: `Annotated[np.ndarray, ndarray("float32", (-1, 4))]`.
-
-    `dtype` None accepts any dtype; `shape` uses -1 for "any length" on that axis. A JSON list
-    is converted to `dtype`; an npy body must already have a dtype that casts safely."""
-
-    def __init__(self, dtype: Any = None, shape: tuple[int, ...] | None = None) -> None:
-        self.dtype = np.dtype(dtype) if dtype is not None else None
-        self.shape = tuple(shape) if shape is not None else None
-
-    def describe(self) -> str:
-        dtype = self.dtype.name if self.dtype is not None else "any"
-        shape = self.shape if self.shape is not None else "any"
-        return f"ndarray dtype={dtype} shape={shape}"
-
-    def check(self, array: np.ndarray, field: str) -> np.ndarray:
-        if self.dtype is not None and array.dtype != self.dtype:
-            if not np.can_cast(array.dtype, self.dtype, casting="same_kind"):
-                raise ValidationFailed(
-                    f"array dtype {array.dtype.name} cannot be converted to {self.dtype.name}",
-                    field,
-                )
-            array = array.astype(self.dtype)
-        if self.shape is not None:
-            ok = len(self.shape) == array.ndim and all(
-                want in (-1, got) for want, got in zip(self.shape, array.shape, strict=True)
-            )
-            if not ok:
-                raise ValidationFailed(
-                    f"array shape {tuple(array.shape)} does not match {self.shape} "
-                    f"(-1 means any length)",
-                    field,
-                )
-        return array
-
-    def from_json(self, value: Any, field: str) -> np.ndarray:
-        try:
-            array = np.asarray(value, dtype=self.dtype)
-        except (ValueError, TypeError) as exc:
-            want = self.dtype.name if self.dtype is not None else "numbers"
-            raise ValidationFailed(f"expected a (nested) list of {want}: {exc}", field) from None
-        if array.dtype == object:
-            raise ValidationFailed("expected a rectangular (nested) list of numbers", field)
-        return self.check(array, field)
-
-    def from_npy(self, body: bytes, field: str) -> np.ndarray:
-        try:
-            array = np.load(io.BytesIO(body), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise InvalidBody(f"body is not a valid .npy array ({exc})", field) from None
-        return self.check(array, field)
-
-
-class NDArray:
-    """Shorthand: `NDArray[np.float32, (-1, 4)]` is `Annotated[np.ndarray, ndarray(...)]`;
-    `NDArray[np.float32]` fixes only the dtype (a dtype name string works too)."""
-
-    def __class_getitem__(cls, params: Any) -> Any:
-        if not isinstance(params, tuple):
-            params = (params,)
-        return Annotated[np.ndarray, ndarray(*params)]
+ParamKind = Literal["json", "ndarray", "text", "image", "file", "frame"]
 
 
 @dataclass
@@ -107,17 +40,6 @@ class UploadedFile:
     data: bytes
 
 
-def _invalid(exc: ValidationError, prefix: tuple[str, ...] = ()) -> RequestError:
-    """Pydantic's verdict on a body as our error: 400 for JSON that does not parse, else a 422
-    naming each field by its dotted path (from the parameter name, for a single parameter)."""
-    errors = exc.errors(include_url=False, include_input=False)
-    if any(err["type"] == "json_invalid" for err in errors):
-        return InvalidJSON(f"body is not valid JSON: {errors[0]['msg']}")
-    return ValidationFailed.listing([
-        (".".join(str(p) for p in (*prefix, *err["loc"])) or None, err["msg"]) for err in errors
-    ])
-
-
 @dataclass
 class Param:
     name: str
@@ -127,6 +49,23 @@ class Param:
     array: ndarray | None
     required: bool
     default: Any
+    frame: FrameSpec | None = None
+
+
+def _adapter(name: str, annotation: Any) -> TypeAdapter[Any]:
+    try:
+        return TypeAdapter(annotation)
+    except PydanticSchemaGenerationError as exc:
+        hint = (
+            " A DataFrame or Series must be the whole annotation (pd.DataFrame, DataFrameOf[Row], "
+            "Annotated[pd.Series, float]); for an optional one write `df: pd.DataFrame = None`."
+            if "pandas" in repr(annotation) else ""
+        )
+        reason = str(exc).splitlines()[0]
+        raise TypeError(
+            f"parameter '{name}': a request cannot carry {annotation!r} ({reason}).{hint} "
+            f"docs/apis.md lists the types an API can take"
+        ) from None
 
 
 def _pil_image_type() -> type | None:
@@ -145,6 +84,12 @@ def _param(name: str, annotation: Any, default: Any) -> Param:
     if typing.get_origin(annotation) is Annotated:
         base, *extras = typing.get_args(annotation)
         array = next((e for e in extras if isinstance(e, ndarray)), None)
+    if pandas_kind(annotation) is not None:
+        frame = FrameSpec.from_annotation(annotation, name)
+        return Param(
+            name, "frame", annotation, frame.adapter, None, required,
+            None if required else default, frame,
+        )
     if array is not None or base is np.ndarray:
         kind, array = "ndarray", array or ndarray()
     elif base is str:
@@ -153,7 +98,7 @@ def _param(name: str, annotation: Any, default: Any) -> Param:
         kind = "file"
     elif isinstance(base, type) and (pil := _pil_image_type()) is not None and issubclass(base, pil):
         kind = "image"
-    adapter = TypeAdapter(annotation) if kind in ("json", "text") else None
+    adapter = _adapter(name, annotation) if kind in ("json", "text") else None
     return Param(name, kind, annotation, adapter, array, required, None if required else default)
 
 
@@ -187,6 +132,9 @@ class ApiSchema:
             for p in self.params:
                 if p.kind in ("json", "text"):
                     fields[p.name] = (p.annotation, ... if p.required else p.default)
+                elif p.kind == "frame":
+                    assert p.frame is not None
+                    fields[p.name] = (p.frame.annotation, ... if p.required else p.default)
                 elif p.kind == "ndarray":
                     fields[p.name] = (list[Any], ... if p.required else p.default)
             self.request_model = create_model(
@@ -198,17 +146,18 @@ class ApiSchema:
         # themselves be an object, so the bare-value reading never clashes with it.
         self.wrapped_model: type[BaseModel] | None = None
         single = self.single
-        if single is not None and single.kind in ("json", "text") and _wrappable(single):
+        if single is not None and single.kind in ("json", "text", "frame") and _wrappable(single):
+            wire = single.frame.annotation if single.frame is not None else single.annotation
             self.wrapped_model = create_model(
                 f"{spec.name}_body", __config__=ConfigDict(extra="forbid"),
-                **{single.name: (single.annotation, ...)},  # type: ignore[call-overload]
+                **{single.name: (wire, ...)},  # type: ignore[call-overload]
             )
 
     # -- requests ---------------------------------------------------------------------------
 
     async def decode(self, content_type: str, body: bytes) -> dict[str, Any]:
-        """Turn a request body into the function's keyword arguments, or raise a RequestError."""
-        media = content_type.split(";", 1)[0].strip().lower()
+        """Turn a request body into the function's keyword arguments, or raise RequestError."""
+        media = _media(content_type)
         if media in ("", "application/x-www-form-urlencoded"):
             media = "application/json"  # no type, or curl -d's default: read the body as JSON
         if media == "multipart/form-data":
@@ -217,27 +166,32 @@ class ApiSchema:
         if single is not None:
             return {single.name: self._decode_single(single, media, body)}
         if self.file_params:
-            raise UnsupportedMediaType(
+            raise request_error(
+                415, "unsupported_media_type", self.file_params[0].name,
                 f"API '{self.spec.name}' takes a file; send multipart/form-data",
-                self.file_params[0].name,
             )
         if media != "application/json" and not media.endswith("+json"):
-            raise UnsupportedMediaType(
+            raise request_error(
+                415, "unsupported_media_type", None,
                 f"send a JSON object with fields {[p.name for p in self.params]} "
                 f"(Content-Type: application/json), not {media}",
             )
         assert self.request_model is not None
         if not body:
-            raise InvalidJSON("empty body; send a JSON object")
+            raise request_error(400, "invalid_json", None, "empty body; send a JSON object")
         try:
             model = self.request_model.model_validate_json(body)
         except ValidationError as exc:
-            raise _invalid(exc) from None
-        kwargs = {p.name: getattr(model, p.name) for p in self.params if p.kind != "ndarray"}
+            raise from_validation(exc) from None
+        kwargs = {p.name: getattr(model, p.name) for p in self.params}
         for p in self.params:
+            value = kwargs[p.name]
+            if value is p.default and not p.required:
+                continue
             if p.kind == "ndarray":
-                value = getattr(model, p.name)
-                kwargs[p.name] = value if value is p.default else p.array.from_json(value, p.name)  # type: ignore[union-attr]
+                kwargs[p.name] = p.array.from_json(value, p.name)  # type: ignore[union-attr]
+            elif p.kind == "frame":
+                kwargs[p.name] = p.frame.build(value)  # type: ignore[union-attr]
         return kwargs
 
     def _decode_single(self, p: Param, media: str, body: bytes) -> Any:
@@ -246,18 +200,22 @@ class ApiSchema:
             try:
                 return body.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise InvalidBody(f"text is not UTF-8: {exc}", p.name) from None
-        if p.kind in ("json", "text") and is_json:
+                raise request_error(400, "invalid_body", p.name, f"text is not UTF-8: {exc}") from None
+        if p.kind in ("json", "text", "frame") and is_json:
             assert p.adapter is not None
             wrapped = self.wrapped_model
+            named = wrapped is not None and body.lstrip().startswith(b"{")
             try:
-                if wrapped is not None and body.lstrip().startswith(b"{"):
-                    return getattr(wrapped.model_validate_json(body), p.name)
-                return p.adapter.validate_json(body)
+                if named:
+                    assert wrapped is not None
+                    value = getattr(wrapped.model_validate_json(body), p.name)
+                else:
+                    value = p.adapter.validate_json(body)
             except ValidationError as exc:
-                raise _invalid(
-                    exc, () if wrapped is not None and body.lstrip().startswith(b"{") else (p.name,)
-                ) from None
+                raise from_validation(exc, () if named else (p.name,)) from None
+            return p.frame.build(value) if p.frame is not None else value
+        if p.frame is not None and p.frame.accepts(media):
+            return p.frame.decode_body(media, body)
         if p.kind == "ndarray":
             assert p.array is not None
             if media == "application/octet-stream" or media == "application/x-npy":
@@ -271,7 +229,7 @@ class ApiSchema:
             return _open_image(body, p.name)
         if p.kind == "file" and not is_json:
             return _file_value(p, UploadedFile(None, media, body))
-        raise UnsupportedMediaType(_media_hint(p, media), p.name)
+        raise request_error(415, "unsupported_media_type", p.name, _media_hint(p, media))
 
     async def _decode_form(self, content_type: str, body: bytes) -> dict[str, Any]:
         from starlette.datastructures import UploadFile
@@ -284,7 +242,7 @@ class ApiSchema:
         try:
             form = await Request(scope, receive).form()
         except Exception as exc:
-            raise InvalidBody(f"malformed multipart body: {exc}") from None
+            raise request_error(400, "invalid_body", None, f"malformed multipart body: {exc}") from None
         kwargs: dict[str, Any] = {}
         uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
         for p in self.params:
@@ -293,7 +251,7 @@ class ApiSchema:
                 value = uploads[0]  # one file field, whatever the client named it
             if value is None:
                 if p.required:
-                    raise ValidationFailed("field required", p.name)
+                    raise request_error(422, "validation_error", p.name, "field required")
                 kwargs[p.name] = p.default
                 continue
             if isinstance(value, UploadFile):
@@ -305,6 +263,8 @@ class ApiSchema:
                 elif p.kind == "ndarray":
                     assert p.array is not None
                     kwargs[p.name] = p.array.from_npy(data, p.name)
+                elif p.frame is not None and p.frame.accepts(_media(value.content_type)):
+                    kwargs[p.name] = p.frame.decode_body(_media(value.content_type), data)
                 else:
                     kwargs[p.name] = self._form_value(p, data.decode("utf-8", "replace"))
             else:
@@ -316,24 +276,30 @@ class ApiSchema:
             assert p.array is not None
             return p.array.from_json(_parse_json(text.encode()), p.name)
         if p.kind in ("image", "file"):
-            raise ValidationFailed("expected a file upload", p.name)
+            raise request_error(422, "validation_error", p.name, "expected a file upload")
         assert p.adapter is not None
         if p.kind == "text":
             return text
+        if p.frame is not None:
+            try:
+                return p.frame.build(p.adapter.validate_json(text))
+            except ValidationError as exc:
+                raise from_validation(exc, (p.name,)) from None
         try:
             return p.adapter.validate_json(text)
         except ValidationError:
             try:
                 return p.adapter.validate_python(text)
             except ValidationError as exc:
-                raise _invalid(exc, (p.name,)) from None
+                raise from_validation(exc, (p.name,)) from None
 
     # -- responses --------------------------------------------------------------------------
 
     @staticmethod
     def encode(value: Any) -> tuple[bytes, str]:
         """(body, media type): str -> text/plain, bytes -> octet-stream, PIL image -> PNG,
-        anything else JSON (NumPy arrays and scalars become lists and numbers)."""
+        anything else JSON (NumPy arrays and scalars become lists and numbers, pandas
+        DataFrames records, NaN and infinities null)."""
         if isinstance(value, str):
             return value.encode("utf-8"), "text/plain; charset=utf-8"
         if isinstance(value, bytes | bytearray):
@@ -343,8 +309,8 @@ class ApiSchema:
             out = io.BytesIO()
             value.save(out, format="PNG")  # type: ignore[attr-defined]
             return out.getvalue(), "image/png"
-        return pydantic_core.to_json(value, fallback=_json_fallback), "application/json"
-
+        body = pydantic_core.to_json(value, fallback=_json_fallback, inf_nan_mode="null")
+        return body, "application/json"
 
 
 def _json_fallback(value: Any) -> Any:
@@ -354,9 +320,11 @@ def _json_fallback(value: Any) -> Any:
         return value.item()
     if isinstance(value, set | frozenset):
         return list(value)
+    if type(value).__module__.split(".", 1)[0] == "pandas":
+        return to_jsonable(value)
     raise TypeError(
         f"cannot encode a {type(value).__name__} as JSON; return lists, dicts, numbers, "
-        f"strings, NumPy arrays or pydantic models"
+        f"strings, NumPy arrays, pandas DataFrames or pydantic models"
     )
 
 
@@ -364,19 +332,19 @@ def _parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except ValueError as exc:
-        raise InvalidJSON(f"body is not valid JSON: {exc}") from None
+        raise request_error(400, "invalid_json", None, f"body is not valid JSON: {exc}") from None
 
 
 def _open_image(data: bytes, field: str) -> Any:
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:  # pragma: no cover
-        raise UnsupportedMediaType("pillow is not installed", field) from None
+        raise request_error(415, "unsupported_media_type", field, "pillow is not installed") from None
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ValidationFailed(f"not a readable image: {exc}", field) from None
+        raise request_error(422, "validation_error", field, f"not a readable image: {exc}") from None
     return image
 
 
@@ -391,8 +359,15 @@ def _media_hint(p: Param, media: str) -> str:
         "ndarray": "a JSON (nested) list or application/octet-stream with an .npy file",
         "image": "an image/* body or multipart/form-data with one image file",
         "file": "application/octet-stream or multipart/form-data with one file",
+        "frame": "JSON records ([{\"column\": value, ...}, ...]), text/csv or "
+        "application/vnd.apache.parquet" if p.frame is not None and p.frame.kind == "dataframe"
+        else "a JSON list of values",
     }[p.kind]
     return f"parameter '{p.name}' takes {wanted}, not {media}"
+
+
+def _media(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def _wrappable(p: Param) -> bool:
