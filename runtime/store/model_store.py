@@ -37,6 +37,8 @@ from runtime.store.info import MODEL_FILE, Framework, ModelInfo, ModelSignature,
 from runtime.store.serializers import (
     Serializer,
     default_signatures,
+    framework_version,
+    runs_code_on_load,
     serializer_for,
     serializer_module,
     serializer_named,
@@ -210,9 +212,8 @@ class ModelStore:
                     version=version,
                     module=serializer_module(chosen),
                     serializer=chosen.name,
-                    framework=Framework(
-                        name=chosen.framework, version=_dist_version(chosen.framework)
-                    ),
+                    framework=Framework(name=chosen.framework, version=framework_version(chosen)),
+                    code_on_load=runs_code_on_load(chosen, options),
                     python_version=platform.python_version(),
                     nbento_version=_dist_version("nbento"),
                     options=_jsonable(options, "serializer options"),

@@ -17,10 +17,8 @@ from sklearn.preprocessing import StandardScaler
 
 from runtime import register_serializer, store
 from runtime.errors import ChecksumMismatch, SerializationError
-from runtime.store import serializers
 from runtime.store.artifacts import ArtifactReader, ArtifactWriter
-from runtime.store.serializers import default_signatures, serializer_for
-
+from runtime.store.serializers import default_signatures, registry, serializer_for
 from tests.runtime.store_fixtures import Doubler
 
 
@@ -56,7 +54,7 @@ def text_serializer() -> Iterator[TextSerializer]:
     adapter = TextSerializer()
     register_serializer(adapter)
     yield adapter
-    serializers._custom[:] = [s for s in serializers._custom if s.name != adapter.name]
+    registry._custom[:] = [s for s in registry._custom if s.name != adapter.name]
 
 
 @pytest.mark.parametrize(
@@ -89,7 +87,7 @@ def test_custom_serializer_is_used_recorded_and_checked(text_serializer: TextSer
 
 def test_unregistered_serializer_on_load_says_what_to_do(text_serializer: TextSerializer) -> None:
     store.save_model("note", Text("x"))
-    serializers._custom.clear()
+    registry._custom.clear()
     with pytest.raises(SerializationError, match=r"'text-test'.*register_serializer"):
         store.load("note")
 

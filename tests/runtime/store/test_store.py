@@ -22,7 +22,6 @@ from sklearn.preprocessing import StandardScaler
 from runtime import store
 from runtime.errors import ChecksumMismatch, InvalidName, ModelNotFound, NbentoError, SignatureError
 from runtime.store.model_store import ModelStore
-
 from tests.runtime.store_fixtures import REPO, Doubler
 
 FIELDS = {
