@@ -38,6 +38,7 @@ from runtime.store.serializers import (
     Serializer,
     default_signatures,
     framework_version,
+    prepared,
     runs_code_on_load,
     serializer_for,
     serializer_module,
@@ -188,6 +189,7 @@ class ModelStore:
         names (not batchable); default: the predict-like methods the object has."""
         validate_name(name, "model name")
         chosen = _choose_serializer(obj, serializer)
+        obj = prepared(chosen, obj)
         info_fields: dict[str, Any] = {
             "signatures": _normalize_signatures(obj, signatures),
             "labels": _check_labels(labels),

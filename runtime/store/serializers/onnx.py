@@ -41,10 +41,17 @@ class OnnxModel:
     `predict(a, b)` in input order or `predict(x=a)` by name; returns the first output (all
     outputs as a tuple when there are several)."""
 
-    def __init__(self, model_bytes: bytes, providers: Sequence[str] = ("CPUExecutionProvider",)):
+    def __init__(
+        self,
+        model_bytes: bytes,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        *,
+        saved_from: str = "OnnxModel",
+    ) -> None:
         import onnxruntime as ort
 
         self.model_bytes = model_bytes
+        self.saved_from = saved_from
         self.session = ort.InferenceSession(model_bytes, providers=list(providers))
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -145,19 +152,28 @@ class OnnxSerializer:
     def code_on_load(self, options: Mapping[str, Any]) -> bool:
         return False
 
-    def save(self, obj: Any, artifacts: ArtifactWriter) -> dict[str, Any]:
+    def prepare(self, obj: Any) -> OnnxModel:
+        """What is saved is what loads: an `OnnxModel`, so `predict` signatures can be checked
+        against a `ModelProto` or a session too."""
         kind = _kind(obj)
+        if kind == "OnnxModel":
+            return obj  # type: ignore[no-any-return]
         assert kind is not None
         data = _model_bytes(obj, kind)
+        _check_self_contained(data)
+        return OnnxModel(data, saved_from=kind)
+
+    def save(self, obj: Any, artifacts: ArtifactWriter) -> dict[str, Any]:
+        model = self.prepare(obj)
+        data = model.model_bytes
         versions: dict[str, str] = {}
         for module in ("onnx", "onnxruntime"):
             version = getattr(sys.modules.get(module), "__version__", None)
             if version is not None:
                 versions[module] = str(version)
-        _check_self_contained(data)
         with artifacts.open(MODEL_FILE) as f:
             f.write(data)
-        return {"format": "onnx", "saved_from": kind, "versions": versions}
+        return {"format": "onnx", "saved_from": model.saved_from, "versions": versions}
 
     def load(self, artifacts: ArtifactReader, info: ModelInfo, **options: Any) -> Any:
         """`providers=[...]`: onnxruntime execution providers (default the CPU)."""

@@ -47,6 +47,9 @@ class Serializer(Protocol):
     """One storage format. `name` is recorded as `serializer` in model.yaml and must be stable;
     `framework` is the distribution (or module) whose version is recorded (`framework.version`).
 
+    Optional: `prepare(obj) -> obj`, the object as it will load (an ONNX graph becomes an
+    `OnnxModel`), which signatures are checked against and `save` receives.
+
     Optional: `code_on_load(options) -> bool`, whether loading a version saved with these
     `options` runs code that came with the files (unpickling, a TorchScript program). It
     answers from the format the loader will actually use, never from a claim in the file, so
@@ -177,6 +180,12 @@ def runs_code_on_load(serializer: Serializer, options: Mapping[str, Any]) -> boo
     if not callable(decide):
         return True
     return bool(decide(options))
+
+
+def prepared(serializer: Serializer, obj: Any) -> Any:
+    """`obj` as `serializer` stores it (see `Serializer`); most adapters store it as it is."""
+    prepare = getattr(serializer, "prepare", None)
+    return prepare(obj) if callable(prepare) else obj
 
 
 def framework_version(serializer: Serializer) -> str | None:
