@@ -157,7 +157,7 @@ class OnnxSerializer:
         against a `ModelProto` or a session too."""
         kind = _kind(obj)
         if kind == "OnnxModel":
-            return obj  # type: ignore[no-any-return]
+            return obj
         assert kind is not None
         data = _model_bytes(obj, kind)
         _check_self_contained(data)
