@@ -116,7 +116,8 @@ class TransformersSerializer:
                 device=device,
                 dtype=dtype,
                 trust_remote_code=False,
-                model_kwargs={"use_safetensors": True, "local_files_only": True},
+                local_files_only=True,
+                model_kwargs={"use_safetensors": True},
                 **options,
             )
             pipe.model.train(bool(recorded.get("training", False)))
