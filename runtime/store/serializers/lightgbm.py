@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.errors import SerializationError
 from runtime.store.artifacts import ArtifactReader, ArtifactWriter
-from runtime.store.serializers.sklearn import load_joblib, save_joblib
-from runtime.store.serializers.xgboost import plain_params
+from runtime.store.serializers.sklearn import load_joblib, plain_params, save_joblib
 
 if TYPE_CHECKING:  # pragma: no cover
     from runtime.store.info import ModelInfo

@@ -3,6 +3,7 @@ any extra type (nothing is unpickled), joblib otherwise, with the reason recorde
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -77,3 +78,31 @@ def load_joblib(artifacts: ArtifactReader) -> Any:
     import joblib
 
     return joblib.load(artifacts.verified_path("model.joblib"))
+
+
+def plain_params(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> tuple[dict, list]:
+    """Hyperparameters that differ from the defaults and are plain data; the names of those
+    that are not (callbacks, objects) so the record says what was left out."""
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for name, value in params.items():
+        default = defaults.get(name)
+        if value is default or repr(value) == repr(default):
+            continue
+        if _is_plain(value):
+            kept[name] = value
+        else:
+            dropped.append(name)
+    return kept, sorted(dropped)
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (bool, int, str, type(None))):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False

@@ -147,8 +147,11 @@ def layer_spec(module: Any) -> dict[str, Any]:
         if id(sub) in seen and next(sub.children(), None) is None:
             raise _NotSpecable(f"the {type(sub).__name__} layer appears twice (shared weights)")
         seen.add(id(sub))
-    spec = _spec_of(module, torch)
-    rebuilt = build_from_spec(spec)
+    try:
+        spec = _spec_of(module, torch)
+        rebuilt = build_from_spec(spec)
+    except (SerializationError, TypeError, ValueError) as exc:  # a signature or args we misread
+        raise _NotSpecable(f"cannot rebuild from a layer spec: {exc}") from exc
     if repr(rebuilt) != repr(module):
         raise _NotSpecable("rebuilding from the layer spec gives a different module")
     if _public_attributes(rebuilt) != _public_attributes(module):

@@ -6,13 +6,13 @@ parses. A subclass of a wrapper is not XGBoost's own type and goes to the scikit
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from runtime.errors import SerializationError
 from runtime.store.artifacts import ArtifactReader, ArtifactWriter
+from runtime.store.serializers.sklearn import plain_params
 
 if TYPE_CHECKING:  # pragma: no cover
     from runtime.store.info import ModelInfo
@@ -33,34 +33,6 @@ def _native_type(obj: Any) -> str | None:
     if cls.__name__ in WRAPPERS and cls is getattr(xgb, cls.__name__, None):
         return cls.__name__
     return None
-
-
-def plain_params(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> tuple[dict, list]:
-    """Hyperparameters that differ from the defaults and are plain data; the names of those
-    that are not (callbacks, objects) so the record says what was left out."""
-    kept: dict[str, Any] = {}
-    dropped: list[str] = []
-    for name, value in params.items():
-        default = defaults.get(name)
-        if value is default or repr(value) == repr(default):
-            continue
-        if _is_plain(value):
-            kept[name] = value
-        else:
-            dropped.append(name)
-    return kept, sorted(dropped)
-
-
-def _is_plain(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, (bool, int, str, type(None))):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_is_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
-    return False
 
 
 class XGBoostSerializer:

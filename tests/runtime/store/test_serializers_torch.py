@@ -178,3 +178,36 @@ def test_saved_spec_is_readable_data() -> None:
 def test_torch_modules_are_matched_after_the_transformers_adapters() -> None:
     assert serializer_for(nn.Linear(2, 2)).name == "torch"
     assert serializer_for(Scorer()).name == "torch"
+
+
+@pytest.mark.parametrize(
+    ("layers", "x"),
+    [
+        (
+            lambda: nn.Sequential(
+                nn.Conv1d(2, 4, 3, padding=1, stride=2),
+                nn.BatchNorm1d(4),
+                nn.GELU(approximate="tanh"),
+                nn.Flatten(),
+                nn.LayerNorm(8, elementwise_affine=False),
+            ),
+            lambda: torch.randn(3, 2, 4, generator=torch.Generator().manual_seed(2)),
+        ),
+        (
+            lambda: nn.Sequential(nn.Embedding(10, 4, padding_idx=0), nn.Flatten(), nn.Linear(8, 2)),
+            lambda: torch.tensor([[1, 2], [0, 9]]),
+        ),
+    ],
+)
+def test_common_layers_fit_the_spec(layers: Any, x: Any) -> None:
+    torch.manual_seed(0)
+    model = layers()
+    model(torch.cat([x(), x()]) if x().dtype != torch.int64 else x())  # fill BatchNorm stats
+    model.eval()
+
+    saved = store.save_model("layers", model, signatures=[])
+    loaded = store.load("layers")
+
+    assert saved.info.options["format"] == "layers", saved.info.options
+    with torch.no_grad():
+        assert torch.equal(loaded(x()), model(x()))
