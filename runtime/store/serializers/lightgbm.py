@@ -62,6 +62,9 @@ class LightGBMSerializer:
         if kind == "Booster":
             _write_text(artifacts, MODEL_FILE, obj.model_to_string())
             return {"format": "text", "type": kind, "versions": versions}
+        import sklearn  # the wrappers are scikit-learn estimators (and LabelEncoder rebuilds)
+
+        versions["sklearn"] = sklearn.__version__
         try:
             text = obj.booster_.model_to_string()
             params, dropped = plain_params(obj.get_params(), type(obj)().get_params())

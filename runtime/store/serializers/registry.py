@@ -47,6 +47,10 @@ class Serializer(Protocol):
     """One storage format. `name` is recorded as `serializer` in model.yaml and must be stable;
     `framework` is the distribution (or module) whose version is recorded (`framework.version`).
 
+    Convention: `save` returns `options["versions"]`, `{module: version}` for every package
+    loading needs (the framework and what its format needs, e.g. safetensors); a Bento
+    installs each of them.
+
     Optional: `prepare(obj) -> obj`, the object as it will load (an ONNX graph becomes an
     `OnnxModel`), which signatures are checked against and `save` receives.
 

@@ -66,8 +66,9 @@ class TorchSerializer:
     def save(self, obj: Any, artifacts: ArtifactWriter) -> dict[str, Any]:
         import torch
 
+        versions = {"torch": str(torch.__version__)}
         base = {
-            "versions": {"torch": torch.__version__},
+            "versions": versions,
             "training": _training_modes(obj),
             "saved_on_device": _device_of(obj),
         }
@@ -81,6 +82,9 @@ class TorchSerializer:
             _write_safetensors(state, artifacts)
             with artifacts.open(LAYERS_FILE) as f:
                 f.write(json.dumps(spec, indent=1).encode())
+            import safetensors
+
+            versions["safetensors"] = safetensors.__version__
             return {"format": "layers", **base}
         try:
             scripted = _script(obj)

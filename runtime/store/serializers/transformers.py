@@ -55,42 +55,33 @@ class TransformersSerializer:
         return False
 
     def save(self, obj: Any, artifacts: ArtifactWriter) -> dict[str, Any]:
-        import transformers
-
         kind = _kind(obj)
-        versions = {"transformers": transformers.__version__}
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            versions["torch"] = torch.__version__
-        options: dict[str, Any] = {"format": "save_pretrained", "kind": kind, "versions": versions}
+        options: dict[str, Any] = {"format": "save_pretrained", "kind": kind}
         if kind == "tokenizer":
             obj.save_pretrained(str(artifacts.path / TOKENIZER_DIR))
-            return {**options, "class": type(obj).__name__}
-        model = obj.model if kind == "pipeline" else obj
-        options.update(
-            {
-                "model_class": type(model).__name__,
-                "dtype": str(model.dtype).removeprefix("torch."),
-                "training": bool(model.training),
-            }
-        )
-        if kind == "pipeline":
-            obj.save_pretrained(str(artifacts.path / PIPELINE_DIR))
-            options["task"] = obj.task
-            options["has_tokenizer"] = obj.tokenizer is not None
+            options["class"] = type(obj).__name__
         else:
-            model.save_pretrained(str(artifacts.path / MODEL_DIR))
-        pickled = sorted(
-            p.relative_to(artifacts.path).as_posix()
-            for p in artifacts.path.rglob("*")
-            if p.suffix in _PICKLED_WEIGHTS
-        )
-        if pickled:
-            raise SerializationError(
-                f"save_pretrained wrote pickled weights ({', '.join(pickled)}); this "
-                "transformers version must write safetensors. Upgrade transformers or pass "
-                "serializer='cloudpickle' to store it pickled."
+            model = obj.model if kind == "pipeline" else obj
+            options.update(
+                {
+                    "model_class": type(model).__name__,
+                    "dtype": str(model.dtype).removeprefix("torch."),
+                    "training": bool(model.training),
+                }
             )
+            if kind == "pipeline":
+                obj.save_pretrained(str(artifacts.path / PIPELINE_DIR))
+                options["task"] = obj.task
+                options["has_tokenizer"] = obj.tokenizer is not None
+            else:
+                model.save_pretrained(str(artifacts.path / MODEL_DIR))
+        _refuse_pickled_weights(artifacts)
+        # Every package loading needs (imported by now if saving used it): a Bento installs them.
+        options["versions"] = {
+            name: str(getattr(sys.modules[name], "__version__", ""))
+            for name in ("transformers", "torch", "safetensors", "tokenizers")
+            if name in sys.modules
+        }
         return options
 
     def load(self, artifacts: ArtifactReader, info: ModelInfo, **options: Any) -> Any:
@@ -134,6 +125,20 @@ class TransformersSerializer:
         model.to(device)
         model.train(bool(recorded.get("training", False)))
         return model
+
+
+def _refuse_pickled_weights(artifacts: ArtifactWriter) -> None:
+    pickled = sorted(
+        p.relative_to(artifacts.path).as_posix()
+        for p in artifacts.path.rglob("*")
+        if p.suffix in _PICKLED_WEIGHTS
+    )
+    if pickled:
+        raise SerializationError(
+            f"save_pretrained wrote pickled weights ({', '.join(pickled)}); this transformers "
+            "version must write safetensors. Upgrade transformers or pass "
+            "serializer='cloudpickle' to store it pickled."
+        )
 
 
 def _transformers_class(name: Any, base: str) -> Any:

@@ -62,6 +62,7 @@ class XGBoostSerializer:
         # file; the hyperparameters go to model.yaml.
         obj.save_model(str(artifacts.path / MODEL_FILE))
         params, dropped = plain_params(obj.get_params(), type(obj)().get_params())
+        options["versions"]["sklearn"] = _sklearn_version()
         return {**options, "params": params, "params_not_saved": dropped}
 
     def load(self, artifacts: ArtifactReader, info: ModelInfo, **options: Any) -> Any:
@@ -85,3 +86,10 @@ class XGBoostSerializer:
         model = getattr(xgb, str(kind))(**params)
         model.load_model(path)
         return model
+
+
+def _sklearn_version() -> str:
+    """The wrappers are scikit-learn estimators: loading them needs scikit-learn too."""
+    import sklearn
+
+    return str(sklearn.__version__)

@@ -44,6 +44,7 @@ def test_xgb_classifier_keeps_its_wrapper_classes_and_params() -> None:
     assert saved.info.serializer == "xgboost"
     assert saved.info.options["format"] == "ubj" and saved.info.options["type"] == "XGBClassifier"
     assert saved.info.framework.version == xgb.__version__
+    assert set(saved.info.options["versions"]) == {"xgboost", "sklearn"}
     assert set(saved.info.files) == {"model.ubj"}
     _no_pickles(saved)
     assert type(loaded) is xgb.XGBClassifier

@@ -66,6 +66,7 @@ def test_standard_layers_round_trip_as_spec_and_safetensors() -> None:
     assert saved.info.framework.name == "torch"
     assert saved.info.framework.version == torch.__version__
     assert saved.info.options["versions"]["torch"] == torch.__version__
+    assert "safetensors" in saved.info.options["versions"]  # a Bento installs it
     assert set(saved.info.files) == {"layers.json", "weights.safetensors"}
     assert type(loaded) is nn.Sequential and not loaded.training
     assert loaded[0].weight.dtype == torch.float64

@@ -46,10 +46,10 @@ def _safe(model: Any) -> None:
     assert not [f for f in model.info.files if f.endswith(PICKLES)]
     assert model.info.code_on_load is False
     assert model.info.framework.version == transformers.__version__
-    assert model.info.options["versions"] == {
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-    }
+    versions = model.info.options["versions"]
+    assert versions["transformers"] == transformers.__version__
+    assert versions["torch"] == torch.__version__
+    assert "safetensors" in versions  # what a Bento must install to load it
 
 
 def test_model_round_trips_with_identical_logits(tokenizer: Any) -> None:
