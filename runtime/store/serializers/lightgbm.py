@@ -164,6 +164,8 @@ def _rebuild(kind: str, text: str, params: Mapping[str, Any], state: Mapping[str
     classes = None
     encoders = []
     for name, encoded in state.items():
+        if not (isinstance(name, str) and name.isidentifier()) or name.startswith("__"):
+            raise SerializationError(f"{STATE_FILE} names an attribute {name!r}; refusing it")
         tag = encoded.get("kind") if isinstance(encoded, Mapping) else None
         if tag == "booster":
             value: Any = lgb.Booster(model_str=text)

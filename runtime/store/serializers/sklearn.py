@@ -86,6 +86,8 @@ def plain_params(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> tupl
     kept: dict[str, Any] = {}
     dropped: list[str] = []
     for name, value in params.items():
+        if type(value).__module__ == "numpy" and hasattr(value, "item"):
+            value = value.item()  # a NumPy scalar hyperparameter is still plain data
         default = defaults.get(name)
         if value is default or repr(value) == repr(default):
             continue

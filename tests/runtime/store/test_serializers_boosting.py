@@ -139,3 +139,17 @@ def test_tampered_model_files_are_refused(name: str, relpath: str) -> None:
 
     with pytest.raises(ChecksumMismatch, match=relpath.replace(".", r"\.")):
         store.load(name)
+
+
+def test_numpy_hyperparameters_are_kept_as_plain_numbers() -> None:
+    X, y = _data()
+    labels = np.unique(y, return_inverse=True)[1]
+    clf = xgb.XGBClassifier(n_estimators=np.int64(3), learning_rate=np.float32(0.5), n_jobs=1)
+    clf.fit(X, labels)
+
+    saved = store.save_model("xgb", clf)
+
+    assert saved.info.options["params"]["n_estimators"] == 3
+    assert saved.info.options["params"]["learning_rate"] == 0.5
+    assert saved.info.options["params_not_saved"] == []
+    np.testing.assert_array_equal(store.load("xgb").predict_proba(X), clf.predict_proba(X))
