@@ -166,7 +166,17 @@ class ModelStore:
     def _load_model(self, model: Model, options: dict[str, Any]) -> Any:
         reader = ArtifactReader(model.path, model.info.files)
         serializer = serializer_named(model.info.serializer, model.info.module)
-        obj = serializer.load(reader, model.info, **options)
+        try:
+            obj = serializer.load(reader, model.info, **options)
+        except ModuleNotFoundError as exc:
+            needed = sorted(model.info.options.get("versions") or {}) or [model.info.framework.name]
+            missing = (exc.name or "a missing").split(".")[0]
+            raise SerializationError(
+                f"loading {model.tag} ({model.info.serializer}, "
+                f"{model.info.options.get('format', 'default')} format) needs the {missing} "
+                f"package, which is not installed here; install {', '.join(needed)} (as when it "
+                "was saved) and load again"
+            ) from exc
         reader.verify_rest()
         return obj
 

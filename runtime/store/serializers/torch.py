@@ -19,6 +19,7 @@ moves the module (default: where it was saved when that device exists, else CPU)
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import sys
@@ -74,6 +75,8 @@ class TorchSerializer:
         }
         reasons: list[str] = []
         try:
+            if importlib.util.find_spec("safetensors") is None:
+                raise _NotSpecable("safetensors is not installed (pip install safetensors)")
             spec = layer_spec(obj)
         except _NotSpecable as exc:
             reasons.append(f"layers: {exc}")

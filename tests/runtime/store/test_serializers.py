@@ -199,3 +199,19 @@ def test_framework_version_falls_back_to_the_module_version(
     )
     assert framework_version(Probe()) == "1.2.3"
     assert framework_version(serializer_named("numpy")) == np.__version__
+
+
+def test_a_missing_framework_on_load_names_the_package_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model moved to a machine without its framework: one clear line, no traceback."""
+    pytest.importorskip("torch")
+    import torch
+
+    store.save_model("mlp", torch.nn.Sequential(torch.nn.Linear(2, 2)), signatures=[])
+    monkeypatch.setitem(sys.modules, "safetensors", None)  # import safetensors fails
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+
+    with pytest.raises(SerializationError, match=r"needs the safetensors package.*install "
+                       r"safetensors, torch"):
+        store.load("mlp")
