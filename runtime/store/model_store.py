@@ -174,8 +174,8 @@ class ModelStore:
             raise SerializationError(
                 f"loading {model.tag} ({model.info.serializer}, "
                 f"{model.info.options.get('format', 'default')} format) needs the {missing} "
-                f"package, which is not installed here; install {', '.join(needed)} (as when it "
-                "was saved) and load again"
+                f"module, which is not installed here; install it (the model was saved with "
+                f"{', '.join(needed)}) and load again"
             ) from exc
         reader.verify_rest()
         return obj

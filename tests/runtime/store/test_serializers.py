@@ -212,6 +212,6 @@ def test_a_missing_framework_on_load_names_the_package_to_install(
     monkeypatch.setitem(sys.modules, "safetensors", None)  # import safetensors fails
     monkeypatch.setitem(sys.modules, "safetensors.torch", None)
 
-    with pytest.raises(SerializationError, match=r"needs the safetensors package.*install "
-                       r"safetensors, torch"):
+    with pytest.raises(SerializationError, match=r"needs the safetensors module.*install it "
+                       r"\(the model was saved with safetensors, torch\)"):
         store.load("mlp")
