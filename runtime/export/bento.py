@@ -253,6 +253,9 @@ def _copy_models(
             fmt = model.info.options.get("format")
             if isinstance(fmt, str):
                 frameworks.setdefault(fmt, tag)
+            needed = model.info.options.get("versions")  # what loading needs, e.g. safetensors
+            for module in sorted(needed) if isinstance(needed, dict) else ():
+                frameworks.setdefault(str(module), tag)
             for rel in model.info.files:
                 for module in sorted(pickled_modules(target / rel)):
                     frameworks.setdefault(module, tag)

@@ -46,6 +46,11 @@ class ModelInfo(BaseModel):
     module: str
     serializer: str
     framework: Framework
+    # Whether loading runs code that came with the files (unpickling, a TorchScript program).
+    # Written for people and tools; a trust gate asks the serializer instead
+    # (`runs_code_on_load`), since an imported model.yaml could claim anything. Absent in
+    # versions saved before the field existed: assumed true.
+    code_on_load: bool = True
     python_version: str
     nbento_version: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)

@@ -37,6 +37,9 @@ from runtime.store.info import MODEL_FILE, Framework, ModelInfo, ModelSignature,
 from runtime.store.serializers import (
     Serializer,
     default_signatures,
+    framework_version,
+    prepared,
+    runs_code_on_load,
     serializer_for,
     serializer_module,
     serializer_named,
@@ -163,7 +166,17 @@ class ModelStore:
     def _load_model(self, model: Model, options: dict[str, Any]) -> Any:
         reader = ArtifactReader(model.path, model.info.files)
         serializer = serializer_named(model.info.serializer, model.info.module)
-        obj = serializer.load(reader, model.info, **options)
+        try:
+            obj = serializer.load(reader, model.info, **options)
+        except ModuleNotFoundError as exc:
+            needed = sorted(model.info.options.get("versions") or {}) or [model.info.framework.name]
+            missing = (exc.name or "a missing").split(".")[0]
+            raise SerializationError(
+                f"loading {model.tag} ({model.info.serializer}, "
+                f"{model.info.options.get('format', 'default')} format) needs the {missing} "
+                f"module, which is not installed here; install it (the model was saved with "
+                f"{', '.join(needed)}) and load again"
+            ) from exc
         reader.verify_rest()
         return obj
 
@@ -186,6 +199,7 @@ class ModelStore:
         names (not batchable); default: the predict-like methods the object has."""
         validate_name(name, "model name")
         chosen = _choose_serializer(obj, serializer)
+        obj = prepared(chosen, obj)
         info_fields: dict[str, Any] = {
             "signatures": _normalize_signatures(obj, signatures),
             "labels": _check_labels(labels),
@@ -210,9 +224,8 @@ class ModelStore:
                     version=version,
                     module=serializer_module(chosen),
                     serializer=chosen.name,
-                    framework=Framework(
-                        name=chosen.framework, version=_dist_version(chosen.framework)
-                    ),
+                    framework=Framework(name=chosen.framework, version=framework_version(chosen)),
+                    code_on_load=runs_code_on_load(chosen, options),
                     python_version=platform.python_version(),
                     nbento_version=_dist_version("nbento"),
                     options=_jsonable(options, "serializer options"),

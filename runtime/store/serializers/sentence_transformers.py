@@ -8,6 +8,7 @@ or loaded, and `matches` only looks at modules the caller already imported.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from runtime.store.artifacts import ArtifactReader, ArtifactWriter
@@ -25,9 +26,22 @@ class SentenceTransformerSerializer:
         cls = getattr(module, "SentenceTransformer", None) if module is not None else None
         return cls is not None and isinstance(obj, cls)
 
+    def code_on_load(self, options: Mapping[str, Any]) -> bool:
+        # Weights are safetensors, configs JSON; modules.json names classes of the installed
+        # library, and remote code stays off (trust_remote_code defaults to False).
+        return False
+
     def save(self, obj: Any, artifacts: ArtifactWriter) -> dict[str, Any]:
-        obj.save(str(artifacts.path))
-        return {"layout": "save_pretrained folder", "saved_on_device": str(obj.device)}
+        obj.save(str(artifacts.path), safe_serialization=True)
+        versions = {
+            name: str(getattr(sys.modules.get(name), "__version__", None))
+            for name in ("sentence_transformers", "transformers", "torch")
+        }
+        return {
+            "layout": "save_pretrained folder",
+            "saved_on_device": str(obj.device),
+            "versions": versions,
+        }
 
     def load(self, artifacts: ArtifactReader, info: ModelInfo, **options: Any) -> Any:
         """Every file is checked before the library parses any of them. `device` defaults to
