@@ -92,9 +92,6 @@ class RunnerConfig(_Strict):
                 merged.update(_written(block))
         return _batching(merged, f"method '{method}'" if method else "the runner")
 
-    def for_method(self, method: str) -> BatchingConfig:
-        return self.method_batching(method)
-
 
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
@@ -240,7 +237,11 @@ class _EnvSettings(BaseSettings, ServerConfig):
     `__`, a whole group as JSON (`NBENTO_RUNNER_MAP='{"clf": "http://..."}'`)."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False, extra="forbid"
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        env_ignore_empty=True,  # NBENTO_RUNNER_MAP= (empty) means unset, as it always did
+        extra="forbid",
     )
 
     @classmethod
@@ -263,7 +264,9 @@ def env_settings() -> tuple[dict[str, Any], list[str]]:
     """What `NBENTO_*` variables set (as config data) and their names. Variables that name no
     setting are logged, not ignored silently."""
     names = sorted(
-        k for k in os.environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in NOT_SETTINGS
+        k
+        for k, v in os.environ.items()
+        if k.upper().startswith(ENV_PREFIX) and k.upper() not in NOT_SETTINGS and v != ""
     )
     used: list[str] = []
     for key in names:
@@ -277,7 +280,7 @@ def env_settings() -> tuple[dict[str, Any], list[str]]:
             )
     if not used:
         return {}, []
-    if "NBENTO_RUNNER_MAP" in os.environ:
+    if os.environ.get("NBENTO_RUNNER_MAP"):
         parse_runner_map(os.environ["NBENTO_RUNNER_MAP"], "NBENTO_RUNNER_MAP")
     try:
         layer = _EnvSettings()  # type: ignore[call-arg]  # reads os.environ, needs no args

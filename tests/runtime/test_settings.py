@@ -134,7 +134,9 @@ def test_an_env_name_that_is_no_setting_is_reported(
 
 def test_env_layer_can_be_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NBENTO_API_THREADS", "3")
+    monkeypatch.setenv("NBENTO_RUNNER_MAP", "")  # empty: unset
     assert resolve_settings().api_threads == 3
+    assert resolve_settings().sources == ["env NBENTO_API_THREADS"]
     assert resolve_settings(env_layer=False).api_threads == 128
 
 
