@@ -75,6 +75,7 @@ class RunnerConfig(_Strict):
     isolation: Literal["thread", "process"] = "thread"
     # What each source wrote for this runner, in precedence order (see ServerConfig.runner).
     _layers: tuple[RunnerConfig, ...] = PrivateAttr(default=())
+    _name: str | None = PrivateAttr(default=None)
 
     def method_batching(
         self, method: str | None, code: Mapping[str, Any] | None = None
@@ -90,7 +91,8 @@ class RunnerConfig(_Strict):
             own = named(layer.methods, method) if method else None
             for block in (layer.batching, own):
                 merged.update(_written(block))
-        return _batching(merged, f"method '{method}'" if method else "the runner")
+        what = f"method '{method}'" if method else "every method"
+        return _batching(merged, f"runner '{self._name}', {what}" if self._name else what)
 
 
 class ServerConfig(_Strict):
@@ -130,6 +132,7 @@ class ServerConfig(_Strict):
         merged = found.model_copy() if found else RunnerConfig.model_validate({})
         own = [r for r in (named(layer.runners, name) for layer in self.layers) if r is not None]
         merged._layers = tuple(own)
+        merged._name = name
         return merged
 
     def api_batching(self, name: str, code: Mapping[str, Any] | None = None) -> BatchingConfig:

@@ -163,5 +163,5 @@ def test_set_items_nest_and_parse_yaml() -> None:
 
 
 def test_bad_code_batching_names_the_method() -> None:
-    with pytest.raises(NbentoError, match="invalid batching settings for method 'predict'"):
+    with pytest.raises(NbentoError, match="for runner 'clf', method 'predict': max_batch_size"):
         ServerConfig().runner("clf").method_batching("predict", {"predict": {"max_batch_size": 0}})

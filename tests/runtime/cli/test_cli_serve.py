@@ -105,6 +105,20 @@ def test_print_settings_reports_a_bad_setting_as_a_user_error(tmp_path: Path) ->
     assert "Traceback" not in done.stderr
 
 
+def test_bad_batching_in_code_names_runner_and_method(tmp_path: Path) -> None:
+    save_scaler("scaler")
+    folder = tmp_path / "svc"
+    folder.mkdir()
+    (folder / "service.py").write_text(SERVICE.replace('"max_batch_size": 8,', '"max_batch_size": 0,'))
+    done = _print_settings(str(folder))
+    assert done.returncode == 1
+    assert (
+        "invalid batching settings for runner 'scaler', method 'predict': max_batch_size: "
+        "Input should be greater than or equal to 1"
+    ) in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_serve_target_unpacks_a_bento(tmp_path: Path) -> None:
     from runtime.cli.serve import serve_target
 
