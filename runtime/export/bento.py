@@ -12,6 +12,7 @@ A Bento folder is itself an `NBENTO_HOME`: its `models/` has the store layout, s
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -45,7 +46,8 @@ from runtime.export.dockerfile import DockerOptions, render_dockerfile, serve_co
 from runtime.export.requirements import pickled_modules, resolve_requirements
 from runtime.service.definition import Service, load_service
 from runtime.service.sources import SERVICE_MODULE, ServiceSource, resolve_source
-from runtime.settings import ServerConfig, load_config
+from runtime.serving.effective import effective_settings
+from runtime.settings import DEPLOYMENT_KEYS, ServerConfig, resolve_settings
 from runtime.store.artifacts import human_size
 from runtime.tags import new_version, validate_name
 
@@ -71,7 +73,9 @@ def build_bento(
 
     `base_image` defaults to `python:{python_version}-slim`, `python_version` to this
     interpreter's. `packages` adds pip requirements the import scan cannot see; `config` (a
-    ServerConfig or a YAML path) seeds the batching settings shipped in `config.yaml`.
+    ServerConfig or a YAML path, default `$NBENTO_CONFIG`) is shipped as `config.yaml`, the
+    settings file the Bento is served with; the code's own batching stays in the code, below
+    it, as with `nbento serve` (docs/settings.md).
     `progress` receives one line per step, with sizes and times (the panel and the CLI
     show them).
     Raises `BuildError` for secrets, missing models or bad options."""
@@ -85,7 +89,7 @@ def build_bento(
     image = base_image or f"python:{py_version}-slim"
     files = select_files(entry, include or (), exclude or ())
     target_entry = _target_entry_name(service, entry)
-    server_config = config if isinstance(config, ServerConfig) else load_config(config)
+    server_config = _build_settings(config)
 
     name = validate_name(service.name, "service name")
     version = new_version()
@@ -99,7 +103,9 @@ def build_bento(
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)
         report(f"copied {len(files)} source file(s) into src/ ({human_size(_tree_size(tmp / 'src'))})")
-        models, runners, frameworks = _copy_models(service, server_config, tmp / "models", report)
+        models, runners, frameworks = _copy_models(service, tmp / "models", report)
+        settings_view = effective_settings(server_config, service)
+        _record_batching(runners, settings_view)
         report("pinning Python requirements (and building the nbento wheel)...")
         step = time.perf_counter()
         reqs = resolve_requirements(
@@ -122,7 +128,7 @@ def build_bento(
         (tmp / "apis").mkdir()
         openapi = _openapi_document(service, apis)
         (tmp / "apis" / "openapi.yaml").write_text(yaml.safe_dump(openapi, sort_keys=False))
-        (tmp / CONFIG_FILE).write_text(_config_yaml(server_config, runners))
+        (tmp / CONFIG_FILE).write_text(_config_yaml(server_config, settings_view))
         info = BentoInfo(
             name=name,
             version=version,
@@ -210,7 +216,7 @@ def _sha256(path: Path) -> str:
 
 
 def _copy_models(
-    service: Service, config: ServerConfig, dest: Path, report: Callable[[str], None]
+    service: Service, dest: Path, report: Callable[[str], None]
 ) -> tuple[list[BentoModel], list[BentoRunner], dict[str, str]]:
     """Copy each runner's model version (resolved now, so `latest` never ships) with its
     checksums verified on the way, reporting size and time. Returns the bento.yaml entries
@@ -262,18 +268,10 @@ def _copy_models(
             serializer_root = model.info.module.split(".")[0]
             if serializer_root not in ("runtime", "jupyter_ext"):
                 frameworks.setdefault(serializer_root, tag)
-        methods: dict[str, RunnerMethod] = {}
-        runner_config = config.runner(runner_name)
-        for method, signature in sorted(model.info.signatures.items()):
-            batching = None
-            if signature.batchable:
-                settings = runner_config.for_method(method).model_dump()
-                settings.update(handle.batching.get("*", {}))
-                settings.update(handle.batching.get(method, {}))
-                batching = settings
-            methods[method] = RunnerMethod(
-                batchable=signature.batchable, batch_dim=signature.batch_dim, batching=batching
-            )
+        methods = {
+            method: RunnerMethod(batchable=signature.batchable, batch_dim=signature.batch_dim)
+            for method, signature in sorted(model.info.signatures.items())
+        }
         memory_mib = max(512, 256 + 3 * model.info.size_bytes // _MIB)
         runners.append(
             BentoRunner(
@@ -286,17 +284,46 @@ def _copy_models(
     return list(models.values()), runners, frameworks
 
 
-def _config_yaml(config: ServerConfig, runners: list[BentoRunner]) -> str:
-    """The server settings the image runs with (mounted from a ConfigMap in Kubernetes).
-    Listen address, dev mode and the runner map are deployment concerns: left out."""
-    data = config.model_dump(mode="json", exclude={"host", "port", "dev", "reload", "runner_map"})
+def _build_settings(config: str | Path | ServerConfig | None) -> ServerConfig:
+    """The settings file a Bento ships: the given one, else `$NBENTO_CONFIG`. The builder's
+    `NBENTO_*` variables stay out (they belong to a deployment, which sets its own)."""
+    if isinstance(config, ServerConfig):
+        return config
+    return resolve_settings(config, env_layer=False)
+
+
+def _record_batching(runners: list[BentoRunner], view: dict[str, Any]) -> None:
+    """bento.yaml records the batching each batchable method gets when served with the
+    shipped config.yaml, resolved by the same code as `nbento serve` (`effective_settings`)."""
     for runner in runners:
-        entry = data["runners"].setdefault(runner.name, {})
-        methods = {m: spec.batching for m, spec in runner.methods.items() if spec.batching}
-        if methods:
-            entry.setdefault("methods", {}).update(methods)
-    header = "# nbento server settings (docs/settings.md). Mounted as NBENTO_CONFIG.\n"
-    return header + yaml.safe_dump(data, sort_keys=False)
+        resolved = view["runners"][runner.name]["methods"]
+        for method, spec in runner.methods.items():
+            if spec.batchable:
+                spec.batching = resolved[method]
+
+
+def _config_yaml(config: ServerConfig, view: dict[str, Any]) -> str:
+    """The Bento's settings file: what the build's settings file wrote (listen address, dev
+    mode, reload and the runner map are deployment concerns: left out), read through
+    NBENTO_CONFIG by the image and mounted from a ConfigMap in Kubernetes. Code values are not
+    copied in: the served code applies them beneath this file, as `nbento serve` does. The
+    effective batching at build time is listed as comments for whoever tunes it."""
+    data = {k: v for k, v in config.flattened().items() if k not in DEPLOYMENT_KEYS}
+    lines = [
+        "# nbento server settings (docs/settings.md), read through NBENTO_CONFIG.",
+        "# Later wins: defaults < the service code < this file < NBENTO_* env < --set.",
+        "# Batching when built (`nbento serve BENTO --print-settings` shows the live view):",
+    ]
+    for name, runner in view["runners"].items():
+        for method, batching in runner["methods"].items():
+            lines.append(f"#   runners.{name}.methods.{method}: {_inline(batching)}")
+    for name, batching in view["apis"].items():
+        lines.append(f"#   apis.{name}: {_inline(batching)}")
+    return "\n".join(lines) + "\n" + yaml.safe_dump(data, sort_keys=False)
+
+
+def _inline(block: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in block.items()) + "}"
 
 
 def _describe_apis(service: Service) -> list[BentoApi]:

@@ -2,7 +2,8 @@
 
 Layers go from least to most often changed so a rebuild after a code edit reuses everything
 but the last layer: system packages, Python dependencies, models, then source. The image runs
-as a non-root user, serves on 0.0.0.0:3000, and checks `/readyz` with Python (slim images have
+as a non-root user, serves on 0.0.0.0:3000 with the Bento's config.yaml as `NBENTO_CONFIG`
+(the same file `nbento serve BENTO` reads), and checks `/readyz` with Python (slim images have
 no curl). The build context is the Bento folder itself.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 BENTO_HOME = "/home/bento"
+CONFIG_FILE = "config.yaml"  # the Bento's settings file (runtime.export.bento_store.CONFIG_FILE)
 PORT = 3000
 UID = 1000
 
@@ -42,11 +44,13 @@ def render_dockerfile(options: DockerOptions) -> str:
         f"ARG BASE_IMAGE={options.base_image}",
         "FROM ${BASE_IMAGE}",
         "",
+        "# NBENTO_CONFIG: the settings file it serves with (Kubernetes mounts its ConfigMap).",
         "ENV PYTHONDONTWRITEBYTECODE=1 \\",
         "    PYTHONUNBUFFERED=1 \\",
         "    PIP_NO_CACHE_DIR=1 \\",
         "    PIP_DISABLE_PIP_VERSION_CHECK=1 \\",
-        f"    NBENTO_HOME={BENTO_HOME}",
+        f"    NBENTO_HOME={BENTO_HOME} \\",
+        f"    NBENTO_CONFIG={BENTO_HOME}/{CONFIG_FILE}",
         "",
     ]
     if options.system_packages:

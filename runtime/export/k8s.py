@@ -26,6 +26,7 @@ from runtime.export.k8s_options import (
     millicores,
 )
 from runtime.export.k8s_yatai import render_bento_deployment
+from runtime.settings import ServerConfig, resolve_settings
 
 Doc = dict[str, Any]
 CONFIG_DIR = "/etc/nbento"
@@ -135,7 +136,7 @@ def _container(
 def _deployment(
     bento: Bento, opts: K8sOptions, name: str, component: str, container: Doc, config_name: str
 ) -> Doc:
-    grace = int(bento.server_config().graceful_timeout_s) + 5
+    grace = int(_shipped_settings(bento).graceful_timeout_s) + 5
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -232,7 +233,15 @@ def _service_monitor(bento: Bento, opts: K8sOptions) -> Doc:
     }
 
 
+def _shipped_settings(bento: Bento) -> ServerConfig:
+    """The settings the pods start from: the Bento's config.yaml alone (the exporting shell's
+    `NBENTO_*` variables are not the cluster's)."""
+    return resolve_settings(bento.path / bento.info.config, env_layer=False)
+
+
 def _config_map(bento: Bento, opts: K8sOptions, name: str) -> Doc:
+    """The Bento's config.yaml, mounted at CONFIG_DIR and named by NBENTO_CONFIG: the same
+    file, read by the same resolver, as `nbento serve BENTO` and the image."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

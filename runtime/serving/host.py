@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from runtime.service.definition import ApiSpec, Service, ServiceImportError, load_service
 from runtime.service.schema import ApiSchema
 from runtime.service.sources import ServiceSource
+from runtime.serving.effective import api_code, effective_settings
 from runtime.serving.metrics import RELOADS
 from runtime.settings import BatchingConfig, ServerConfig
 
@@ -58,18 +59,10 @@ class Endpoint:
 
 
 def api_batching(spec: ApiSpec, config: ServerConfig) -> BatchingConfig:
-    """Settings for a batchable API: defaults < `@api(...)` arguments < the keys a config file
-    (or `--set apis.NAME.KEY=...`) sets under `apis: {NAME: ...}` (as for runners, so operators
-    can retune without editing code)."""
-    merged: dict[str, Any] = {
-        k: v
-        for k, v in {"max_batch_size": spec.max_batch_size, "max_latency_ms": spec.max_latency_ms}.items()
-        if v is not None
-    }
-    configured = config.apis.get(spec.name)
-    if configured is not None:
-        merged.update(configured.model_dump(include=configured.model_fields_set))
-    return BatchingConfig.model_validate(merged)
+    """Settings for a batchable API: defaults < `@api(...)` arguments < each settings layer's
+    `apis: {NAME: ...}` (file, env, command line), as for runners, so operators can retune
+    without editing code. The merge is `ServerConfig.api_batching`."""
+    return config.api_batching(spec.name, api_code(spec))
 
 
 def _utc_now() -> str:
@@ -95,6 +88,8 @@ class ServiceHost:
         self.last_reload_ms: float | None = None
         self.last_error: dict[str, Any] | None = None
         self.runners_error: str | None = None
+        # The effective settings of the live generation (what /_nbento/status shows).
+        self.settings: dict[str, Any] | None = None
         self._sync_task: asyncio.Task[None] | None = None
         # The startup load of the runners; the server exits when it fails for good.
         self.initial_load: asyncio.Task[None] | None = None
@@ -142,6 +137,7 @@ class ServiceHost:
         a readable error instead of a server that never becomes ready."""
         service = load_service(self.source)
         self.endpoints = self._compile(service)
+        self.settings = effective_settings(self.config, service)
         self.service = service
         self.generation = 1
         self.loaded_at = _utc_now()
@@ -208,6 +204,7 @@ class ServiceHost:
                     await asyncio.to_thread(self.source.regenerate)
                 service = await asyncio.to_thread(load_service, self.source)
                 endpoints = self._compile(service)
+                settings = await asyncio.to_thread(effective_settings, self.config, service)
             except Exception as exc:
                 return self._failed(exc)
             task = asyncio.create_task(self._sync_runners(service))
@@ -218,6 +215,7 @@ class ServiceHost:
             old = self.endpoints
             self.endpoints = endpoints  # the atomic swap
             self.service = service
+            self.settings = settings
             self._sync_task = task
             self.generation += 1
             self.loaded_at = _utc_now()
@@ -262,6 +260,8 @@ class ServiceHost:
             "last_reload_ms": self.last_reload_ms,
             "last_error": self.last_error,
             "runners": self.pool.status(),
+            "settings": self.settings,
+            "settings_sources": ["defaults", "code", *self.config.sources],
             "pid": os.getpid(),
         }
 

@@ -4,9 +4,9 @@ one loaded model (in worker threads or worker processes, see workers.py) and one
 whose resolved tag is unchanged across reloads, and stops the rest. Remote runners (split
 layout) are in remote.py.
 
-Batching settings per method, later winning: `BatchingConfig` defaults, `runner(...,
-batching=...)` in code, then the config file (`runners: {NAME: {batching: ..., methods: ...}}`),
-so whoever deploys can tune a service without editing it. See docs/batching.md.
+Batching settings per method come from `runtime.settings` (defaults < `runner(...,
+batching=...)` in code < config file < `NBENTO_*` env < command line), so whoever deploys can
+tune a service without editing it. See docs/settings.md.
 """
 
 from __future__ import annotations
@@ -40,26 +40,23 @@ def method_settings(
     config: RunnerConfig, handle_batching: Mapping[str, Any], method: str
 ) -> BatchingConfig:
     """Batching for `method`: defaults < code (`handle.batching["*"]`, then
-    `handle.batching[method]`) < config file (`batching`, then `methods[method]`). Only the keys
-    a config file sets explicitly override code."""
-    merged: dict[str, Any] = {}
-    for key in ("*", method):
-        merged.update(dict(handle_batching.get(key) or {}))
-    for source in (config.batching, config.methods.get(method)):
-        if source is not None:
-            merged.update(source.model_dump(include=source.model_fields_set))
-    try:
-        return BatchingConfig.model_validate(merged)
-    except ValueError as exc:
-        raise NbentoError(f"invalid batching settings for method '{method}': {exc}") from exc
+    `handle.batching[method]`) < each settings layer (file, env, command line) of `config`,
+    resolved by `RunnerConfig.method_batching` (the one merge every layout uses)."""
+    return config.method_batching(method, handle_batching)
+
+
+def worker_counts(config: RunnerConfig) -> tuple[int, int]:
+    """(workers, torch/BLAS threads per worker) a runner gets: unset means one worker per core
+    and the cores shared out among the workers."""
+    workers = config.workers or available_cores()
+    return workers, config.threads or max(1, available_cores() // workers)
 
 
 def choose_workers(model_ref: Any, config: RunnerConfig) -> Workers:
     """Thread or process workers for a model; see docs/batching.md for the measurements."""
     # Threads of all workers add up to the cores: oversubscribed torch threads stall at every
     # intra-op barrier (docs/batching.md has the numbers).
-    workers = config.workers or available_cores()
-    threads = config.threads or max(1, available_cores() // workers)
+    workers, threads = worker_counts(config)
     if config.isolation == "process":
         return ProcessWorkers(str(model_ref.tag), workers=workers, threads=threads)
     return ThreadWorkers(model_ref, workers=workers, threads=threads, calls=config.max_concurrency)
@@ -127,6 +124,16 @@ class Runner:
             "workers": self.workers.capacity,
             "isolation": "process" if isinstance(self.workers, ProcessWorkers) else "thread",
             "batchers": {m: b.stats() for m, b in self._batchers.items()},
+            "settings": self.effective_batching(),
+        }
+
+    def effective_batching(self) -> dict[str, dict[str, Any]]:
+        """The batching each batchable method of the model runs with, resolved from all
+        sources (what `/_nbento/status` and `/readyz` of a runner process show)."""
+        return {
+            method: method_settings(self.config, self.handle_batching, method).model_dump()
+            for method, signature in sorted(self.model_ref.info.signatures.items())
+            if signature.batchable
         }
 
     async def acall(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

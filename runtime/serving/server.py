@@ -27,7 +27,7 @@ from runtime.errors import NbentoError
 from runtime.service.definition import Service, as_source, load_service
 from runtime.service.handles import set_backend_resolver
 from runtime.service.sources import ServiceSource
-from runtime.settings import ServerConfig
+from runtime.settings import ServerConfig, resolve_settings
 
 log = logging.getLogger("nbento.server")
 
@@ -89,10 +89,11 @@ def serve(
     runner: str | None = None,
 ) -> None:
     """Serve `source` until SIGTERM/SIGINT. With `runner`, serve only that runner
-    (`POST /_runner/{method}`) for an API server elsewhere that maps it with `runner_map`."""
+    (`POST /_runner/{method}`) for an API server elsewhere that maps it with `runner_map`.
+    Without `config`, settings come from `resolve_settings()` (`$NBENTO_CONFIG`, `NBENTO_*`)."""
     from runtime.serving.runners import RunnerPool
 
-    config = config or ServerConfig.model_validate({})
+    config = config or resolve_settings()
     src = as_source(source)
     setup_logging()
     pool = RunnerPool(config)

@@ -99,6 +99,8 @@ def test_container_end_to_end(
             tmpfs={"/tmp": "rw,size=64m"},
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
+            # the image's own config.yaml is the file layer; the environment beats it
+            environment={"NBENTO_RUNNERS__SUPPORT_CLASSIFIER__BATCHING__MAX_BATCH_SIZE": "16"},
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
@@ -126,6 +128,11 @@ def test_container_end_to_end(
         status = httpx.get(f"{url}/_nbento/status", timeout=5).json()
         assert status["service"] == "support_tickets"
         assert [r["tag"] for r in status["runners"].values()] == [m.tag for m in bento.info.models]
+        assert status["settings_sources"][2] == "file /home/bento/config.yaml"
+        batching = status["settings"]["runners"]["support_classifier"]["methods"]
+        assert {m: b["max_batch_size"] for m, b in batching.items()} == {
+            "predict": 16, "predict_proba": 16,
+        }
         print(json.dumps({"e2e_seconds": round(time.monotonic() - started, 1)}))
     finally:
         engine.close()

@@ -178,8 +178,13 @@ def test_single_layout(bento: Bento) -> None:
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
     (config,) = _docs(files, "ConfigMap")
-    shipped = yaml.safe_load(config["data"]["config.yaml"])
-    assert shipped["runners"]["toy_clf"]["methods"]["predict"]["max_batch_size"] == 32
+    # The Bento's settings file as it is (no file given at build: nothing set, code rules),
+    # with the batching it resolves to listed for whoever tunes it.
+    assert config["data"]["config.yaml"] == (bento.path / "config.yaml").read_text()
+    assert yaml.safe_load(config["data"]["config.yaml"]) == {}
+    assert "#   runners.toy_clf.methods.predict: {enabled: true, max_batch_size: 32," in (
+        config["data"]["config.yaml"]
+    )
     assert all(d["metadata"].get("namespace") == "ml" for d in _docs(files, "Deployment"))
     (kustomization,) = files["kustomization.yaml"]
     assert kustomization["namespace"] == "ml"

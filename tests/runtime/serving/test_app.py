@@ -275,7 +275,7 @@ def test_probes_status_and_openapi(server: ServerProcess) -> None:
     status = httpx.get(f"{server.url}/_nbento/status").json()
     assert set(status) == {
         "service", "generation", "source_sha256", "loaded_at", "last_reload_ms", "last_error",
-        "runners", "pid",
+        "runners", "settings", "settings_sources", "pid",
     }
     assert status["service"] == "svc" and status["generation"] == 1
     assert status["pid"] == server.pid and status["last_error"] is None
