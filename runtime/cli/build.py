@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
         system_packages=args.system_package,
         packages=args.package,
         config=args.config,
+        allow_free_names=args.allow_free_names,
+        replay=not args.skip_replay,
+        progress=None if args.json else _progress,
     )
     if args.json:
         print(json.dumps(_bento_json(bento)))
@@ -73,6 +77,30 @@ def _cmd_build(args: argparse.Namespace) -> int:
     print(f"  size: {human_size(bento.size_bytes())}")
     print("\n".join(render_tree(bento.path)))
     return 0
+
+
+def _progress(line: str) -> None:
+    print(f"  {line}", flush=True)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from runtime.export.golden_replay import verify
+
+    report = verify(args.target, url=args.url, progress=_progress)
+    if args.json:
+        print(json.dumps({
+            "url": report.url, "total": report.total, "ok": report.ok,
+            "mismatches": [
+                {"api": m.golden.api, "request": m.golden.request, "status": m.status,
+                 "differences": m.differences}
+                for m in report.mismatches
+            ],
+        }))
+    elif report.ok:
+        print(report.summary())
+    else:
+        print(report.message(), file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def _bento_json(bento: Any) -> dict[str, Any]:
@@ -220,8 +248,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="extra pip requirement the import scan cannot see (repeatable)",
     )
     p.add_argument("--config", help="server settings YAML to ship as config.yaml")
+    p.add_argument(
+        "--allow-free-names", action="store_true",
+        help="build even if the captured cells use names no captured cell defines",
+    )
+    p.add_argument(
+        "--skip-replay", action="store_true",
+        help="do not replay the notebook's golden answers against the built Bento",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_build)
+
+    v = sub.add_parser(
+        "verify",
+        help="replay the golden answers recorded in the notebook against a service or Bento",
+        description=(
+            "Replay the answers recorded in the kernel (golden.jsonl: the API cells' sample "
+            "calls and %nbento call) and compare. TARGET is a Bento (folder or NAME[:VERSION]; "
+            "its golden/) or a SRC (service folder, .py file, notebook; its golden.jsonl). "
+            "Without --url the target is served on a free 127.0.0.1 port for the check. "
+            "Exit code 1 when any answer differs."
+        ),
+    )
+    v.add_argument("target", metavar="SRC|BENTO")
+    v.add_argument("--url", help="check a running server instead (e.g. a canary)")
+    v.add_argument("--json", action="store_true", help="machine-readable output")
+    v.set_defaults(func=_cmd_verify)
 
     bentos = sub.add_parser("bentos", help="list, show or delete built Bentos")
     bsub = bentos.add_subparsers(dest="bentos_command", metavar="ACTION")
