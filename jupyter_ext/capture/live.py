@@ -130,6 +130,11 @@ class LiveCapture:
         found = [c for c in cells if _same_code(c.source, raw)]
         return found[0] if len(found) == 1 else None
 
+    def running_cell_id(self) -> str | None:
+        """The id of the cell running now, when the front end or the saved file tells."""
+        in_file = self.cell_in_file()
+        return self.current_id or (in_file.cell_id if in_file else None)
+
     def identify(self, kind: str, name: str | None, body: str) -> tuple[str, int | None]:
         """(cell id, index in the notebook file or None) for the cell now running."""
         in_file = self.cell_in_file()

@@ -412,7 +412,7 @@ def _call(magics: NbentoMagics, args: list[str]) -> Any:
         raise CommandArgsError(str(exc)) from None
     body = answer["body"]
     if answer["status"] == 200:  # a golden answer: `nbento build` replays it
-        record_call(magics.state.folder, ns.api, payload, body, cell_id=magics.state.current_id)
+        record_call(magics.state.folder, ns.api, payload, body, cell_id=magics.state.running_cell_id())
     shown = json.dumps(body, indent=2) if not isinstance(body, str) else body
     print(f"POST /{ns.api} -> {answer['status']} in {answer['latency_ms']:.1f} ms\n{shown}")
     return None
