@@ -12,7 +12,6 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from runtime.cli import main
-
 from tests.jupyter_ext.kernel_session import KernelSession
 from tests.runtime.bento_fixtures import save_toy_model
 

@@ -19,7 +19,6 @@ from runtime.errors import BuildError, NbentoError
 from runtime.export.bento import build_bento
 from runtime.export.bento_store import BENTO_FILE, Bento, get_bento, list_bentos
 from runtime.store.model_store import ModelStore
-
 from tests.runtime.bento_fixtures import (
     copy_example,
     save_support_classifier,
@@ -302,7 +301,7 @@ def test_secret_in_a_captured_cell_fails_the_build(tmp_path: Path) -> None:
 
     notebook = copy_example("support_tickets.ipynb", tmp_path / "nb")
     nb = nbformat.read(notebook, as_version=4)
-    for number, cell in enumerate(nb.cells, 1):
+    for number, cell in enumerate(nb.cells, 1):  # noqa: B007 - used after the loop
         if cell.cell_type == "code" and cell.source.startswith("%%nbento preprocess"):
             cell.source += '\nHF_TOKEN = "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH"\n'
             break
