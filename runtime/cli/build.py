@@ -213,6 +213,15 @@ def _cmd_containerize(args: argparse.Namespace) -> int:
         build_args=_pairs(args.build_arg, "--build-arg"),
         log=lambda line: print(line, flush=True),
     )
+    if args.verify:
+        from runtime.export.golden_replay import verify_image
+
+        report = verify_image(bento, tag, base_url=args.docker_host, progress=_progress)
+        if not report.ok:
+            print(f"image {tag} answers differently from the notebook: {report.message()}",
+                  file=sys.stderr)
+            return 1
+        print(report.summary())
     print(f"image {tag} is ready; run it with: docker run --rm -p 3000:3000 {tag}")
     return 0
 
@@ -319,4 +328,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--tag", "-t", help="image tag (default NAME:VERSION)")
     c.add_argument("--build-arg", action="append", metavar="KEY=VALUE")
     c.add_argument("--docker-host", help="engine URL (default $DOCKER_HOST)")
+    c.add_argument(
+        "--verify", action="store_true",
+        help="run the image and replay the Bento's golden answers against it (exit 1 on a "
+        "difference)",
+    )
     c.set_defaults(func=_cmd_containerize)

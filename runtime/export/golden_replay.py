@@ -278,3 +278,69 @@ def verify(
         goldens, found.source, home=found.home, config=found.config,
         cells=cell_labels(found.manifest), progress=progress,
     )
+
+
+@contextlib.contextmanager
+def served_image(
+    image: str, *, base_url: str | None = None, timeout: float = START_TIMEOUT_S
+) -> Iterator[str]:
+    """Run `image` as a platform would (read-only root, a writable /tmp, no capabilities) on
+    the host network, bound to 127.0.0.1 on a free port; yields its URL once `/readyz` is 200,
+    and removes the container afterwards."""
+    import socket
+
+    import docker
+    from docker.errors import DockerException
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    try:
+        client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+        container = client.containers.run(
+            image, ["--host", "127.0.0.1", "--port", str(port)], network_mode="host",
+            detach=True, read_only=True, tmpfs={"/tmp": "rw,size=64m"}, cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+        )
+    except DockerException as exc:
+        raise GoldenError(f"cannot run image {image} to replay the golden answers: {exc}") from exc
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2.0, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            container.reload()
+            if container.status not in ("created", "running") or time.monotonic() > deadline:
+                tail = container.logs().decode(errors="replace")[-3000:]
+                raise GoldenError(f"the container of {image} did not become ready "
+                                  f"(status {container.status}):\n{tail}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        with contextlib.suppress(DockerException):
+            container.remove(force=True)
+
+
+def verify_image(
+    bento: Bento, image: str, *, base_url: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ReplayReport:
+    """`nbento containerize --verify`: the Bento's goldens against its image, running."""
+    goldens = read_goldens(bento.path / BENTO_GOLDEN_DIR / GOLDEN_FILE)
+    if not goldens:
+        raise GoldenError(
+            f"Bento {bento.tag} has no golden answers (golden/golden.jsonl) to verify the image "
+            f"with: record some in the notebook (sample calls, %nbento call) and build again"
+        )
+    entry = bento.path / bento.info.entry_point
+    manifest = service_manifest(entry / SERVICE_MODULE if entry.is_dir() else entry)
+    with served_image(image, base_url=base_url) as url:
+        if progress is not None:
+            progress(f"replaying {len(goldens)} golden answer(s) against the container at {url}")
+        report = replay(goldens, url)
+    report.cells = cell_labels(manifest)
+    return report
