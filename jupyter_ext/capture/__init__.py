@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from jupyter_ext.capture.notebook import source_from_notebook
+from jupyter_ext.capture.offline import source_from_notebook
 
 __all__ = ["source_from_notebook"]

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import ast
 import builtins
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jupyter_ext.capture.cell_args import split_magic
+from jupyter_ext.capture.cells import CapturedCell, NotebookCell
 
 _ALWAYS = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__", "__builtins__"}
 
@@ -113,3 +119,52 @@ def free_names(sources: list[str]) -> dict[str, tuple[int, int]]:
         for name, line in loaded.items():
             reads.setdefault(name, (index, line))
     return {name: where for name, where in reads.items() if name not in bound}
+
+
+@dataclass(frozen=True)
+class FreeName:
+    """A name the service reads that no captured cell binds, and the cells that define it."""
+
+    name: str
+    cell: CapturedCell
+    line: int
+    defined_in: list[NotebookCell]
+
+    @property
+    def message(self) -> str:
+        where = (
+            "; defined in " + ", ".join(f"cell {c.index + 1} (id {c.cell_id})" for c in self.defined_in)
+            + ", which is not captured: capture it with %%nbento preprocess or move the definition"
+            if self.defined_in
+            else "; no cell of the notebook defines it"
+        )
+        return (f"{self.cell.label} line {self.line + self.cell.line_offset} uses {self.name!r}, "
+                f"which no captured cell defines{where}")
+
+    def manifest_entry(self) -> dict[str, Any]:
+        """How service.yaml records it, so `nbento build` can refuse without Jupyter."""
+        return {
+            "name": self.name,
+            "cell_id": self.cell.cell_id,
+            "line": self.line + self.cell.line_offset,
+            "defined_in": [c.cell_id for c in self.defined_in],
+            "message": self.message,
+        }
+
+
+def find_free_names(cells: Sequence[CapturedCell], others: Sequence[NotebookCell]) -> list[FreeName]:
+    """Names the service code reads that no captured cell binds, with the uncaptured cells
+    (model/training cells included) that define them."""
+    code = [c for c in cells if c.kind != "model"]
+    found = free_names([c.source for c in code])
+    defining = [*others, *(NotebookCell(c.index or 0, c.cell_id, c.source) for c in cells if c.kind == "model")]
+    report = []
+    for name, (index, line) in sorted(found.items(), key=lambda kv: kv[1]):
+        definers = [c for c in defining if name in top_level_definitions(_strip_magic(c.source))]
+        report.append(FreeName(name, code[index], line, definers))
+    return report
+
+
+def _strip_magic(source: str) -> str:
+    magic = split_magic(source)
+    return magic[1] if magic is not None else source

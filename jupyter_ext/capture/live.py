@@ -9,25 +9,32 @@ Cell identity, first that applies:
 The notebook path, first that applies: `%nbento name --notebook PATH`, `__session__` /
 `JPY_SESSION_NAME` (set by jupyter_server), the one `.ipynb` in the working directory whose
 cells contain the running cell, else none (files go to `./.nbento/notebook/`).
+
+One capture: what the kernel writes is its live captures merged with the cells the saved
+notebook marks (`%%nbento` lines, or the metadata and tags the JupyterLab panel writes), so a
+re-run in the kernel and a save never disagree about which APIs exist. For a cell the kernel
+ran, the kernel's source wins; a marked cell it never ran comes from the saved file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from jupyter_ext.capture.notebook import (
+from jupyter_ext.capture.cell_args import split_magic
+from jupyter_ext.capture.cells import (
     CapturedCell,
     NotebookCell,
-    WrittenService,
     normalise_source,
-    read_notebook_cells,
     service_dir,
     service_name_for,
-    write_service,
 )
+from jupyter_ext.capture.free_names import FreeName, find_free_names
+from jupyter_ext.capture.offline import FileCell, captured_file_cells, read_notebook_cells
+from jupyter_ext.capture.render import WrittenService, write_service
 
 
 def _same_code(a: str, b: str) -> bool:
@@ -49,7 +56,11 @@ class LiveCapture:
         self._order: dict[str, int] = {}
         self._counter = 0
         self._nb_cache: tuple[Path, float, list[NotebookCell]] | None = None
+        self._marked_cache: tuple[Path, float, list[FileCell]] | None = None
         self._discovered: Path | None = None
+        # Cells the kernel ran without a %%nbento line (cell id -> source), for the saved
+        # notebook's marked cells: their live source wins over the file's.
+        self.ran: dict[str, str] = {}
 
     # ---- where things are ------------------------------------------------------------------
 
@@ -119,6 +130,11 @@ class LiveCapture:
         found = [c for c in cells if _same_code(c.source, raw)]
         return found[0] if len(found) == 1 else None
 
+    def running_cell_id(self) -> str | None:
+        """The id of the cell running now, when the front end or the saved file tells."""
+        in_file = self.cell_in_file()
+        return self.current_id or (in_file.cell_id if in_file else None)
+
     def identify(self, kind: str, name: str | None, body: str) -> tuple[str, int | None]:
         """(cell id, index in the notebook file or None) for the cell now running."""
         in_file = self.cell_in_file()
@@ -134,14 +150,73 @@ class LiveCapture:
         digest = hashlib.sha1(normalise_source(body).encode()).hexdigest()[:8]
         return f"{kind}-{digest}", None
 
+    def marked_in_file(self) -> list[FileCell]:
+        """The captured cells of the saved notebook (magic lines, metadata, tags)."""
+        notebook = self.notebook()
+        if notebook is None:
+            return []
+        try:
+            mtime = notebook.stat().st_mtime
+        except OSError:
+            return []
+        cache = self._marked_cache
+        if cache and cache[0] == notebook and cache[1] == mtime:
+            return cache[2]
+        try:
+            cells = captured_file_cells(notebook)[0]
+        except Exception:  # an unreadable or half-saved notebook: the live captures still count
+            cells = []
+        self._marked_cache = (notebook, mtime, cells)
+        return cells
+
+    def merged(self) -> dict[str, CapturedCell]:
+        """Live captures plus the saved notebook's marked cells the kernel did not capture:
+        with the kernel's source when it ran the cell, from the file otherwise. A cell whose
+        `%%nbento` line the kernel saw removed stays out although the file still has it."""
+        cells = dict(self.cells)
+        for marked in self.marked_in_file():
+            cell = marked.cell
+            if cell.cell_id in cells:
+                continue
+            ran = self.ran.get(cell.cell_id)
+            if ran is not None:
+                if not marked.by_metadata:
+                    continue  # the saved file is behind: the cell ran without its magic line
+                cell = replace(cell, source=ran, line_offset=0)
+            cells[cell.cell_id] = cell
+        return cells
+
+    def note_run(self, raw: str) -> bool:
+        """A cell without `%%nbento` ran cleanly. True when the saved notebook marks it (panel
+        metadata or tag): its live source is now what the service uses, so write again."""
+        if split_magic(raw) is not None:
+            return False
+        in_file = self.cell_in_file(raw)
+        key = self.current_id or (in_file.cell_id if in_file else None)
+        marked = next((m for m in self.marked_in_file() if m.cell.cell_id == key), None)
+        if key is None or marked is None:
+            return False
+        before = self.merged().get(key)
+        self.ran[key] = raw
+        return self.merged().get(key) != before
+
     def ordered(self) -> list[CapturedCell]:
         """Captured cells in notebook order (saved file), then unsaved ones by execution."""
         position = {c.cell_id: c.index for c in self.notebook_cells()}
         big = 1 << 30
         return sorted(
-            self.cells.values(),
+            self.merged().values(),
             key=lambda c: (position.get(c.cell_id, big), self._order.get(c.cell_id, 0)),
         )
+
+    def _uncaptured(self, captured: list[CapturedCell]) -> list[NotebookCell]:
+        ids = {c.cell_id for c in captured}
+        return [c for c in self.notebook_cells() if c.cell_id not in ids]
+
+    def free_names(self) -> list[FreeName]:
+        """Names the service uses that no captured cell defines (what `nbento build` refuses)."""
+        captured = self.ordered()
+        return find_free_names(captured, self._uncaptured(captured))
 
     def record(self, cell: CapturedCell) -> None:
         if cell.cell_id not in self._order:
@@ -150,6 +225,10 @@ class LiveCapture:
         self.cells[cell.cell_id] = cell
 
     def drop(self, cell_id: str) -> CapturedCell | None:
+        """Forget a capture: its cell now runs without `%%nbento` (so the saved notebook's
+        magic line, until the next save, does not bring it back)."""
+        if self.current_raw is not None and split_magic(self.current_raw) is None:
+            self.ran[cell_id] = self.current_raw
         self._order.pop(cell_id, None)
         removed = self.cells.pop(cell_id, None)
         if removed is not None and removed.kind == "model" and removed.name:
@@ -157,10 +236,12 @@ class LiveCapture:
         return removed
 
     def write(self) -> WrittenService:
+        captured = self.ordered()
         return write_service(
             self.folder,
-            self.ordered(),
+            captured,
             self.service_name,
             notebook=self.notebook(),
             models_saved=list(self.models_saved.values()),
+            others=self._uncaptured(captured),
         )

@@ -1,467 +1,77 @@
-"""Captured cells -> one service module. Live capture (the magics) and offline capture (an
-`.ipynb` read with nbformat) both end in `render_module`, so the kernel, `nbento build-service`
-and `nbento serve NOTEBOOK.ipynb` produce the same bytes for the same cells.
+"""Capture, in one import: captured cells -> one service module. Live capture (the magics) and
+offline capture (an `.ipynb` read with nbformat) both end in `render_module`, so the kernel,
+`nbento build-service` and `nbento serve NOTEBOOK.ipynb` produce the same bytes for the same
+cells.
 
     cells = capture_notebook("support_tickets.ipynb").cells
     text = render_module(cells, "support_tickets")
 
-Files land in `<notebook dir>/.nbento/<service>/`: `service.py` (what the server imports) and
-`service.yaml` (the manifest), each written atomically so a reloading server never reads half
-a file.
+Files land in `<notebook dir>/.nbento/<service>/`: `service.py` (what the server imports),
+`service.yaml` (the manifest) and `golden.jsonl` (answers recorded in the kernel, replayed by
+`nbento build`). The parts: `cells` (what a captured cell is), `render` (module + manifest),
+`offline` (reading .ipynb files), `free_names`, `golden` (recording answers), `live` (a
+kernel's capture state).
 """
 
 from __future__ import annotations
 
-import ast
-import hashlib
-import json
-import os
-import re
-import sys
-import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import yaml
-
-from jupyter_ext.capture.cell_args import (
-    TAG_PREFIX,
-    CaptureArgsError,
-    CellSpec,
-    parse_cell_args,
-    spec_from_metadata,
-    split_magic,
+from jupyter_ext.capture.cell_args import split_magic
+from jupyter_ext.capture.cells import (
+    PROJECT_DIR,
+    CapturedCell,
+    CaptureError,
+    NotebookCell,
+    api_function,
+    atomic_write,
+    check_cell,
+    normalise_source,
+    service_dir,
+    service_name_for,
 )
-from jupyter_ext.capture.free_names import free_names, top_level_definitions
-from runtime import __version__
-from runtime.errors import NbentoError
-from runtime.service.sources import SERVICE_MANIFEST, SERVICE_MODULE, ServiceSource
-from runtime.tags import validate_name
-
-PROJECT_DIR = ".nbento"
-
-
-class CaptureError(NbentoError):
-    """A captured cell cannot become part of the service (bad syntax, no API function...)."""
-
-
-@dataclass(frozen=True)
-class CapturedCell:
-    """One captured cell: its identity, what it is, and its code without the magic line."""
-
-    cell_id: str
-    kind: str  # preprocess | api | model
-    name: str | None
-    source: str
-    options: dict[str, Any] = field(default_factory=dict)
-    index: int | None = None  # position in the notebook file when known (for messages)
-    line_offset: int = 0  # cell lines before `source` (the magic line), so messages match
-
-    @property
-    def label(self) -> str:
-        where = f"cell {self.index + 1}" if self.index is not None else f"cell {self.cell_id}"
-        what = f"{self.kind} {self.name}" if self.name else self.kind
-        return f"{where} ({what})"
-
-
-def service_name_for(notebook: Path | str) -> str:
-    """`Support Tickets.ipynb` -> `support_tickets`: the default service name."""
-    stem = Path(notebook).stem.lower()
-    name = re.sub(r"[^a-z0-9_.-]+", "_", stem).strip("_.-") or "notebook"
-    if not name[0].isalnum():
-        name = f"nb{name}"
-    return validate_name(name[:63], "service name")
-
-
-def normalise_source(source: str) -> str:
-    """Cell code as it goes into the module: no leading blank lines, no trailing whitespace,
-    one final newline. Applied to live and offline cells alike."""
-    lines = source.splitlines()
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    text = "\n".join(line.rstrip() for line in lines).rstrip()
-    return text + "\n" if text else ""
-
-
-def check_cell(cell: CapturedCell) -> None:
-    """Raise `CaptureError` in plain words when the cell's code cannot go into a module."""
-    try:
-        ast.parse(cell.source)
-    except SyntaxError as exc:
-        line = (exc.text or "").strip()
-        shown = f": {line}" if line else ""
-        raise CaptureError(
-            f"{cell.label} line {(exc.lineno or 0) + cell.line_offset}: {exc.msg}{shown} (IPython "
-            f"syntax such as %magics or !commands cannot go into the service module)"
-            if line.startswith(("%", "!"))
-            else f"{cell.label} line {(exc.lineno or 0) + cell.line_offset}: {exc.msg}{shown}"
-        ) from None
-    if cell.kind == "api":
-        api_function(cell)
-
-
-def api_function(cell: CapturedCell) -> str:
-    """The function an `api NAME` cell exposes: the one named NAME, or the only one it defines."""
-    tree = ast.parse(cell.source)
-    defined = [
-        node.name
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-    ]
-    if cell.name in defined:
-        return str(cell.name)
-    if len(defined) == 1:
-        return defined[0]
-    found = ", ".join(defined) if defined else "none"
-    raise CaptureError(
-        f"{cell.label} must define the endpoint function `def {cell.name}(...)` (functions "
-        f"found: {found})"
-    )
-
-
-_HEADER = '''"""Service {service!r}, generated by nbento from the notebook's captured cells.
-
-Do not edit: change the notebook cells (%%nbento preprocess / api) and re-run them.
-"""
-
-from nbento import api as _nbento_api
-
-SERVICE_NAME = {service!r}
-'''
-
-
-def render_module(cells: Sequence[CapturedCell], service_name: str) -> str:
-    """The service module for `cells` in the given order. Model cells are training code and
-    stay out; each api cell is followed by its `api(fn, name=...)` registration."""
-    parts = [_HEADER.format(service=service_name)]
-    for cell in cells:
-        if cell.kind == "model":
-            continue
-        check_cell(cell)
-        parts.append(f"\n\n# ---- {cell.kind}{' ' + cell.name if cell.name else ''} "
-                     f"(cell {cell.cell_id}) ----\n")
-        parts.append(normalise_source(_without_sample_calls(cell.source) if cell.kind == "api" else cell.source))
-        if cell.kind == "api":
-            options = "".join(f", {k}={cell.options[k]!r}" for k in sorted(cell.options))
-            parts.append(f"\n\n_nbento_api({api_function(cell)}, name={cell.name!r}{options})\n")
-    return "".join(parts)
-
-
-SAMPLE_PREFIX = "# kernel only: "
-
-
-def _without_sample_calls(source: str) -> str:
-    """An api cell with its top-level expression statements commented out: `classify(["x"])`
-    tries the endpoint in the kernel, but must not run (and call models) when the server
-    imports it. Commenting keeps the module's lines aligned with the cell's for messages."""
-    tree = ast.parse(source)
-    drop: set[int] = set()
-    for node in tree.body:
-        if isinstance(node, ast.Expr) and not (
-            isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-        ):
-            drop.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
-    if not drop:
-        return source
-    lines = source.splitlines(keepends=True)
-    return "".join(
-        SAMPLE_PREFIX + line if number in drop else line for number, line in enumerate(lines, 1)
-    )
-
-
-_BLOCK = re.compile(r"^# ---- .* \(cell (?P<cell_id>.+)\) ----$")
-
-
-def cell_line(cells: Sequence[CapturedCell], module_text: str, line: int) -> tuple[CapturedCell, int] | None:
-    """Map a line of the rendered module back to (captured cell, line in that notebook cell),
-    so errors the server reports in service.py can be shown where the user edits."""
-    lines = module_text.splitlines()
-    if not 1 <= line <= len(lines):
-        return None
-    by_id = {c.cell_id: c for c in cells}
-    for number in range(line, 0, -1):
-        match = _BLOCK.match(lines[number - 1])
-        if match is None:
-            continue
-        cell = by_id.get(match.group("cell_id"))
-        if cell is None or number == line:
-            return None
-        source_lines = cell.source.splitlines()
-        leading = next((i for i, text in enumerate(source_lines) if text.strip()), 0)
-        body_line = line - number + leading
-        if body_line > len(source_lines):
-            return None  # the registration line after the cell's code
-        return cell, body_line + cell.line_offset
-    return None
-
-
-def runner_tags(module_text: str) -> list[dict[str, str]]:
-    """`runner("NAME:latest")` calls with a literal tag, as written, for the manifest."""
-    found: list[dict[str, str]] = []
-    for node in ast.walk(ast.parse(module_text)):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name | ast.Attribute)
-            and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr) == "runner"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str)
-        ):
-            tag = node.args[0].value
-            name = next(
-                (k.value.value for k in node.keywords
-                 if k.arg == "name" and isinstance(k.value, ast.Constant)),
-                tag.partition(":")[0],
-            )
-            entry = {"name": str(name), "tag": tag}
-            if entry not in found:
-                found.append(entry)
-    return found
-
-
-def build_manifest(
-    cells: Sequence[CapturedCell],
-    service_name: str,
-    module_text: str,
-    *,
-    notebook_rel: str | None,
-    models_saved: Sequence[dict[str, Any]] = (),
-) -> dict[str, Any]:
-    apis = [
-        {
-            "name": c.name,
-            "cell_id": c.cell_id,
-            "batchable": bool(c.options.get("batchable", False)),
-            "max_batch_size": c.options.get("max_batch_size"),
-            "max_latency_ms": c.options.get("max_latency_ms"),
-        }
-        for c in cells
-        if c.kind == "api"
-    ]
-    return {
-        "service": service_name,
-        "notebook": notebook_rel,
-        "nbento_version": __version__,
-        "apis": apis,
-        "runners": runner_tags(module_text),
-        "models_saved": list(models_saved),
-        "cells": [{"cell_id": c.cell_id, "kind": c.kind, "name": c.name} for c in cells],
-    }
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write through a temp file in the same folder and rename: readers see old or new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-@dataclass(frozen=True)
-class WrittenService:
-    folder: Path
-    module_path: Path
-    sha256: str
-    changed: bool  # False when service.py already held these bytes
-
-
-def service_dir(notebook_dir: Path, service_name: str) -> Path:
-    return notebook_dir / PROJECT_DIR / service_name
-
-
-def write_service(
-    folder: Path,
-    cells: Sequence[CapturedCell],
-    service_name: str,
-    *,
-    notebook: Path | None,
-    models_saved: Sequence[dict[str, Any]] = (),
-) -> WrittenService:
-    """Render and write `service.yaml` then `service.py` (the file servers watch) into
-    `folder`. service.py is left untouched when its bytes would not change."""
-    text = render_module(cells, service_name)
-    rel = os.path.relpath(notebook, folder) if notebook is not None else None
-    manifest = build_manifest(cells, service_name, text, notebook_rel=rel, models_saved=models_saved)
-    atomic_write(folder / SERVICE_MANIFEST, yaml.safe_dump(manifest, sort_keys=False))
-    module_path = folder / SERVICE_MODULE
-    sha = hashlib.sha256(text.encode()).hexdigest()
-    try:
-        changed = module_path.read_text(encoding="utf-8") != text
-    except OSError:
-        changed = True
-    if changed:
-        atomic_write(module_path, text)
-    return WrittenService(folder, module_path, sha, changed)
-
-
-# ---- offline capture ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NotebookCell:
-    """A code cell of a notebook file, as offline capture and free-name reports see it."""
-
-    index: int
-    cell_id: str
-    source: str
-
-
-@dataclass(frozen=True)
-class FreeName:
-    name: str
-    cell: CapturedCell
-    line: int
-    defined_in: list[NotebookCell]
-
-    @property
-    def message(self) -> str:
-        where = (
-            "; defined in " + ", ".join(f"cell {c.index + 1} (id {c.cell_id})" for c in self.defined_in)
-            + ", which is not captured: capture it with %%nbento preprocess or move the definition"
-            if self.defined_in
-            else "; no cell of the notebook defines it"
-        )
-        return (f"{self.cell.label} line {self.line + self.cell.line_offset} uses {self.name!r}, which no captured cell "
-                f"defines{where}")
-
-
-@dataclass
-class NotebookCapture:
-    notebook: Path
-    service_name: str
-    cells: list[CapturedCell]
-    notebook_cells: list[NotebookCell]
-
-    @property
-    def free_names(self) -> list[FreeName]:
-        return find_free_names(self.cells, self.notebook_cells)
-
-
-def read_notebook_cells(path: Path) -> list[tuple[NotebookCell, dict[str, Any]]]:
-    """Code cells of a notebook with their metadata; ids invented (`cell<N>`) where missing.
-
-    nbformat 4 files are read as plain JSON (fast: the kernel re-reads the notebook on every
-    save while hot reloading); older formats go through nbformat's converter."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CaptureError(f"no such notebook: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise CaptureError(f"cannot read notebook {path}: {exc}") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list) or raw.get("nbformat") != 4:
-        import nbformat
-
-        try:
-            raw = nbformat.read(str(path), as_version=4)
-        except Exception as exc:  # nbformat raises several unrelated types for bad files
-            raise CaptureError(f"cannot read notebook {path}: {exc}") from None
-    out: list[tuple[NotebookCell, dict[str, Any]]] = []
-    for index, cell in enumerate(raw["cells"]):
-        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
-            continue
-        source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else str(source)
-        cell_id = str(cell.get("id") or f"cell{index + 1}")
-        out.append((NotebookCell(index, cell_id, source), dict(cell.get("metadata") or {})))
-    return out
-
-
-def cell_spec(source: str, metadata: dict[str, Any]) -> tuple[CellSpec, str] | None:
-    """(spec, body) for a captured cell: a `%%nbento` first line, else `metadata.nbento`, else a
-    tag `nbento:KIND [NAME] [options]`; None for cells that are not captured."""
-    magic = split_magic(source)
-    if magic is not None:
-        return parse_cell_args(magic[0]), magic[1]
-    if "nbento" in metadata:
-        return spec_from_metadata(metadata["nbento"]), source
-    tags = [t for t in metadata.get("tags", []) if isinstance(t, str) and t.startswith(TAG_PREFIX)]
-    if len(tags) > 1:
-        raise CaptureArgsError(f"a cell carries several nbento tags: {', '.join(tags)}; keep one")
-    if tags:
-        return parse_cell_args(tags[0][len(TAG_PREFIX) :]), source
-    return None
-
-
-def capture_notebook(path: str | Path, service_name: str | None = None) -> NotebookCapture:
-    """Read the captured cells of a notebook file, in notebook order, without a kernel."""
-    notebook = Path(path).resolve()
-    cells: list[CapturedCell] = []
-    plain: list[NotebookCell] = []
-    for nb_cell, metadata in read_notebook_cells(notebook):
-        try:
-            found = cell_spec(nb_cell.source, metadata)
-        except CaptureArgsError as exc:
-            raise CaptureError(f"cell {nb_cell.index + 1} (id {nb_cell.cell_id}): {exc}") from None
-        if found is None:
-            plain.append(nb_cell)
-            continue
-        spec, body = found
-        offset = len(nb_cell.source.splitlines()) - len(body.splitlines())
-        cells.append(
-            CapturedCell(nb_cell.cell_id, spec.kind, spec.name, body, spec.options, nb_cell.index, offset)
-        )
-    return NotebookCapture(notebook, service_name or service_name_for(notebook), cells, plain)
-
-
-def find_free_names(cells: Sequence[CapturedCell], others: Sequence[NotebookCell]) -> list[FreeName]:
-    """Names the service code reads that no captured cell binds, with the uncaptured cells
-    (model/training cells included) that define them."""
-    code = [c for c in cells if c.kind != "model"]
-    found = free_names([c.source for c in code])
-    defining = [*others, *(NotebookCell(c.index or 0, c.cell_id, c.source) for c in cells if c.kind == "model")]
-    report = []
-    for name, (index, line) in sorted(found.items(), key=lambda kv: kv[1]):
-        definers = [c for c in defining if name in top_level_definitions(_strip_magic(c.source))]
-        report.append(FreeName(name, code[index], line, definers))
-    return report
-
-
-def _strip_magic(source: str) -> str:
-    magic = split_magic(source)
-    return magic[1] if magic is not None else source
-
-
-def build_service(
-    notebook: str | Path, *, service_name: str | None = None, out_dir: Path | None = None
-) -> tuple[NotebookCapture, WrittenService]:
-    """Offline capture and write: what `nbento build-service` and `nbento serve NB.ipynb` run."""
-    capture = capture_notebook(notebook, service_name)
-    if not any(c.kind == "api" for c in capture.cells):
-        raise CaptureError(
-            f"notebook {capture.notebook} has no API cell; mark one with '%%nbento api NAME' "
-            f"(or the cell tag 'nbento:api NAME')"
-        )
-    folder = out_dir or service_dir(capture.notebook.parent, capture.service_name)
-    models = [
-        {"name": c.name, "cell_id": c.cell_id} for c in capture.cells if c.kind == "model"
-    ]
-    written = write_service(folder, capture.cells, capture.service_name,
-                            notebook=capture.notebook, models_saved=models)
-    return capture, written
-
-
-def source_from_notebook(path: Path) -> ServiceSource:
-    """Entry point `nbento.source_loaders: ipynb`: capture now, and again before each reload."""
-    notebook = Path(path).resolve()
-    written = _build_and_report(notebook)
-
-    def regenerate() -> None:
-        _build_and_report(notebook)
-
-    return ServiceSource(
-        path=written.module_path.resolve(), watch=[notebook], regenerate=regenerate, origin=notebook
-    )
-
-
-def _build_and_report(notebook: Path) -> WrittenService:
-    capture, written = build_service(notebook)
-    for free in capture.free_names:
-        print(f"warning: {free.message}", file=sys.stderr)
-    return written
+from jupyter_ext.capture.free_names import FreeName, find_free_names
+from jupyter_ext.capture.offline import (
+    NotebookCapture,
+    build_service,
+    capture_notebook,
+    cell_spec,
+    read_notebook_cells,
+    source_from_notebook,
+)
+from jupyter_ext.capture.render import (
+    SAMPLE_PREFIX,
+    WrittenService,
+    build_manifest,
+    cell_line,
+    render_module,
+    runner_tags,
+    write_service,
+)
+
+__all__ = [
+    "PROJECT_DIR",
+    "SAMPLE_PREFIX",
+    "CaptureError",
+    "CapturedCell",
+    "FreeName",
+    "NotebookCapture",
+    "NotebookCell",
+    "WrittenService",
+    "api_function",
+    "atomic_write",
+    "build_manifest",
+    "build_service",
+    "capture_notebook",
+    "cell_line",
+    "cell_spec",
+    "check_cell",
+    "find_free_names",
+    "normalise_source",
+    "read_notebook_cells",
+    "render_module",
+    "runner_tags",
+    "service_dir",
+    "service_name_for",
+    "source_from_notebook",
+    "split_magic",
+    "write_service",
+]

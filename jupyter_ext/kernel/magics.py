@@ -12,6 +12,7 @@ stop there.
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import inspect
 import json
@@ -27,13 +28,13 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from jupyter_ext.actions.kernel_server import KernelServer, KernelServerError, free_port
 from jupyter_ext.capture.cell_args import parse_cell_args
+from jupyter_ext.capture.golden import SampleCalls, record_call
 from jupyter_ext.capture.live import LiveCapture
 from jupyter_ext.capture.notebook import (
     CapturedCell,
     CaptureError,
     cell_line,
     check_cell,
-    find_free_names,
     runner_tags,
     split_magic,
 )
@@ -71,6 +72,7 @@ class NbentoMagics(Magics):
         self.last_bento: Any = None  # the Bento of the last %nbento build, for export
         self._nested = False
         shell.events.register("pre_run_cell", self._pre_run_cell)
+        shell.events.register("post_run_cell", self._post_run_cell)
 
     # ---- hooks --------------------------------------------------------------------------
 
@@ -95,6 +97,18 @@ class NbentoMagics(Magics):
             removed = self.state.drop(key)
             print(f"nbento: {removed.label if removed else key} is no longer captured")
             try:
+                self._warn_free_names()
+                self._publish(time.perf_counter())
+            except NbentoError as exc:
+                say_error(str(exc))
+
+    def _post_run_cell(self, result: Any) -> None:
+        """A cell the saved notebook marks (panel metadata or tag) ran: serve its new code."""
+        if self._nested or not result.success:
+            return
+        if self.state.note_run(self.state.current_raw or ""):
+            try:
+                self._warn_free_names()
                 self._publish(time.perf_counter())
             except NbentoError as exc:
                 say_error(str(exc))
@@ -159,7 +173,9 @@ class NbentoMagics(Magics):
             except CaptureError as exc:
                 raise UsageError(f"{exc}\nThe capture was not updated; a running server keeps "
                                  f"the previous version.") from None
-        value, ok = self._run_in_kernel(body, want_value=spec.kind == "model" and "var" not in spec.options)
+        samples = SampleCalls(self.ip, cell) if spec.kind == "api" else None
+        with samples if samples is not None else contextlib.nullcontext():
+            value, ok = self._run_in_kernel(body, want_value=spec.kind == "model" and "var" not in spec.options)
         if not ok:
             raise UsageError(f"{cell.label} failed in the kernel (see the error above); the capture "
                              f"was not updated and a running server keeps the previous version.")
@@ -169,6 +185,8 @@ class NbentoMagics(Magics):
         self.state.record(cell)
         self._warn_free_names()
         self._publish(started)
+        for note in samples.save(self.state.folder) if samples is not None else []:
+            say_error(note)  # recorded samples are replayed by `nbento build` (golden.jsonl)
         if spec.kind == "model":
             self._wait_for_model(str(self.state.models_saved[str(spec.name)]["tag"]))
         if os.environ.get("NBENTO_TIMING") == "1":
@@ -237,16 +255,12 @@ class NbentoMagics(Magics):
             print(f"runner {name} now serves {tag} (loaded in {info.get('load_seconds') or 0:.1f} s)")
 
     def _warn_free_names(self) -> None:
-        captured = self.state.ordered()
-        in_file = self.state.notebook_cells()
-        captured_ids = {c.cell_id for c in captured}
-        others = [c for c in in_file if c.cell_id not in captured_ids]
-        for free in find_free_names(captured, others):
+        for free in self.state.free_names():  # `nbento build` refuses these
             print(f"nbento: warning: {free.message}", file=sys.stderr)
 
     def _publish(self, started: float) -> None:
         """Write the module; with a reloading server up, wait until it serves the new code."""
-        if not any(c.kind != "model" for c in self.state.cells.values()) and not self.state.folder.exists():
+        if not any(c.kind != "model" for c in self.state.ordered()) and not self.state.folder.exists():
             return
         server = self.server
         watching = server is not None and server.running and server.reload
@@ -329,7 +343,7 @@ def _assign_last_expression(body: str, target: str) -> str:
 def _serve(magics: NbentoMagics, args: list[str]) -> None:
     ns = parse_command("serve", args)
     state = magics.state
-    if not any(c.kind == "api" for c in state.cells.values()):
+    if not any(c.kind == "api" for c in state.ordered()):
         raise CommandArgsError("nothing to serve yet: run a '%%nbento api NAME' cell first")
     if magics.server is not None and magics.server.running:
         print(f"already serving at {magics.server.url} (stop it with %nbento stop)")
@@ -411,6 +425,8 @@ def _call(magics: NbentoMagics, args: list[str]) -> Any:
     except NbentoError as exc:
         raise CommandArgsError(str(exc)) from None
     body = answer["body"]
+    if answer["status"] == 200:  # a golden answer: `nbento build` replays it
+        record_call(magics.state.folder, ns.api, payload, body, cell_id=magics.state.running_cell_id())
     shown = json.dumps(body, indent=2) if not isinstance(body, str) else body
     print(f"POST /{ns.api} -> {answer['status']} in {answer['latency_ms']:.1f} ms\n{shown}")
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         system_packages=args.system_package,
         packages=args.package,
         config=args.config,
+        allow_free_names=args.allow_free_names,
+        replay=not args.skip_replay,
         progress=progress_printer(args),
     )
     if args.json:
@@ -75,6 +78,26 @@ def _cmd_build(args: argparse.Namespace) -> int:
     print(f"  size: {human_size(bento.size_bytes())}")
     print("\n".join(render_tree(bento.path)))
     return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from runtime.export.golden_replay import verify
+
+    report = verify(args.target, url=args.url, progress=progress_printer(args))
+    if args.json:
+        print(json.dumps({
+            "url": report.url, "total": report.total, "ok": report.ok,
+            "mismatches": [
+                {"api": m.golden.api, "request": m.golden.request, "status": m.status,
+                 "differences": m.differences}
+                for m in report.mismatches
+            ],
+        }))
+    elif report.ok:
+        print(report.summary())
+    else:
+        print(report.message(), file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def _bento_json(bento: Any) -> dict[str, Any]:
@@ -187,6 +210,15 @@ def _cmd_containerize(args: argparse.Namespace) -> int:
         build_args=_pairs(args.build_arg, "--build-arg"),
         log=progress_printer(args),
     )
+    if args.verify:
+        from runtime.export.golden_replay import verify_image
+
+        report = verify_image(bento, tag, base_url=args.docker_host, progress=progress_printer(args))
+        if not report.ok:
+            print(f"image {tag} answers differently from the notebook: {report.message()}",
+                  file=sys.stderr)
+            return 1
+        print(report.summary())
     print(f"image {tag} is ready; run it with: docker run --rm -p 3000:3000 {tag}")
     return 0
 
@@ -222,8 +254,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="extra pip requirement the import scan cannot see (repeatable)",
     )
     p.add_argument("--config", help="server settings YAML to ship as config.yaml")
+    p.add_argument(
+        "--allow-free-names", action="store_true",
+        help="build even if the captured cells use names no captured cell defines",
+    )
+    p.add_argument(
+        "--skip-replay", action="store_true",
+        help="do not replay the notebook's golden answers against the built Bento",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_build)
+
+    v = sub.add_parser(
+        "verify",
+        help="replay the golden answers recorded in the notebook against a service or Bento",
+        description=(
+            "Replay the answers recorded in the kernel (golden.jsonl: the API cells' sample "
+            "calls and %nbento call) and compare. TARGET is a Bento (folder or NAME[:VERSION]; "
+            "its golden/) or a SRC (service folder, .py file, notebook; its golden.jsonl). "
+            "Without --url the target is served on a free 127.0.0.1 port for the check. "
+            "Exit code 1 when any answer differs."
+        ),
+    )
+    v.add_argument("target", metavar="SRC|BENTO")
+    v.add_argument("--url", help="check a running server instead (e.g. a canary)")
+    v.add_argument("--json", action="store_true", help="machine-readable output")
+    v.set_defaults(func=_cmd_verify)
 
     bentos = sub.add_parser("bentos", help="list, show or delete built Bentos")
     bsub = bentos.add_subparsers(dest="bentos_command", metavar="ACTION")
@@ -269,4 +325,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--tag", "-t", help="image tag (default NAME:VERSION)")
     c.add_argument("--build-arg", action="append", metavar="KEY=VALUE")
     c.add_argument("--docker-host", help="engine URL (default $DOCKER_HOST)")
+    c.add_argument(
+        "--verify", action="store_true",
+        help="run the image and replay the Bento's golden answers against it (exit 1 on a "
+        "difference)",
+    )
     c.set_defaults(func=_cmd_containerize)

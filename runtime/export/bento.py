@@ -28,7 +28,7 @@ import yaml
 from runtime import __version__
 from runtime.errors import BuildError, ChecksumMismatch
 from runtime.export.bento_docs import render_readme
-from runtime.export.bento_src import select_files
+from runtime.export.bento_src import refuse_free_names, select_files, service_manifest
 from runtime.export.bento_store import (
     BENTO_FILE,
     CONFIG_FILE,
@@ -43,6 +43,8 @@ from runtime.export.bento_store import (
     bentos_root,
 )
 from runtime.export.dockerfile import DockerOptions, render_dockerfile, serve_command
+from runtime.export.golden import GOLDEN_FILE, Golden, ship_goldens
+from runtime.export.golden_replay import cell_labels, replay_served
 from runtime.export.requirements import pickled_modules, resolve_requirements
 from runtime.service.definition import Service, load_service
 from runtime.service.sources import SERVICE_MODULE, ServiceSource, resolve_source
@@ -68,6 +70,8 @@ def build_bento(
     packages: Iterable[str] | None = None,
     config: str | Path | ServerConfig | None = None,
     progress: Callable[[str], None] | None = None,
+    allow_free_names: bool = False,
+    replay: bool = True,
 ) -> Bento:
     """Build a Bento from a notebook, a service folder, a `.py` file or a module.
 
@@ -78,12 +82,16 @@ def build_bento(
     it, as with `nbento serve` (docs/settings.md).
     `progress` receives one line per step, with sizes and times (the panel and the CLI
     show them).
-    Raises `BuildError` for secrets, missing models or bad options."""
+    Raises `BuildError` for secrets, missing models or bad options, for names the captured
+    cells use but never define (unless `allow_free_names`), and when the built Bento answers
+    a golden request differently from the notebook (unless `replay` is False)."""
     report = progress or (lambda _msg: None)
     started = time.perf_counter()
     src = source if isinstance(source, ServiceSource) else resolve_source(source)
     service = load_service(src)
     entry = _entry_file(service)
+    manifest = service_manifest(entry)
+    refuse_free_names(manifest, allow=allow_free_names)
     labels = _check_labels(labels or {})
     py_version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     image = base_image or f"python:{py_version}-slim"
@@ -164,6 +172,9 @@ def build_bento(
         (tmp / BENTO_FILE).write_text(
             yaml.safe_dump(info.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
         )
+        goldens = ship_goldens(entry.parent, tmp)
+        if goldens and replay:
+            _replay_goldens(goldens, tmp, entry_point, manifest, report)
         final = store_dir / version
         os.rename(tmp, final)
     except BaseException:
@@ -178,6 +189,25 @@ def build_bento(
 
 def _tree_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+def _replay_goldens(
+    goldens: list[Golden], bento_dir: Path, entry_point: str, manifest: dict[str, Any] | None,
+    report: Callable[[str], None],
+) -> None:
+    """Serve the Bento being built as the image will (its src/, its models as the store) and
+    refuse it when any recorded answer differs."""
+    report(f"starting the built Bento to replay {len(goldens)} golden answer(s)")
+    result = replay_served(
+        goldens, bento_dir / entry_point, home=bento_dir, config=bento_dir / CONFIG_FILE,
+        cells=cell_labels(manifest), progress=report,
+    )
+    if not result.ok:
+        raise BuildError(
+            f"refusing to build: the Bento answers differently from the notebook. "
+            f"{result.message()}\nIf the change is intended, re-run the API cell's sample calls "
+            f"(or %nbento call) to record the new answers, or delete the lines from "
+            f"{GOLDEN_FILE}; to build anyway: --skip-replay"
+        )
+    report(result.summary())
 
 
 def _entry_file(service: Service) -> Path:

@@ -9,11 +9,14 @@ import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from runtime.errors import BuildError
 from runtime.export.requirements import iter_imports
-from runtime.export.secret_scan import SecretFinding, scan_file
-from runtime.service.sources import SERVICE_MANIFEST
+from runtime.export.secret_scan import CellMap, SecretFinding, scan_file
+from runtime.service.sources import SERVICE_MANIFEST, SERVICE_MODULE
 
 IGNORE_FILE = ".bentoignore"
 # Never useful in an image and often large.
@@ -133,9 +136,10 @@ def select_files(
         if path != entry and rules.ignored(rel):
             continue
         selected[path] = rel
+    cells = CellMap.from_manifest(service_manifest(entry))
     findings: list[SecretFinding] = []
     for path, rel in selected.items():
-        findings.extend(scan_file(path, rel))
+        findings.extend(scan_file(path, rel, cells if path == entry else None))
     if findings:
         shown = "; ".join(str(f) for f in findings[:10])
         more = f" (and {len(findings) - 10} more)" if len(findings) > 10 else ""
@@ -145,3 +149,34 @@ def select_files(
             f"exclude the file with --exclude / {IGNORE_FILE}"
         )
     return selected
+
+
+def service_manifest(entry: Path) -> dict[str, Any] | None:
+    """The `service.yaml` a capture wrote next to a generated `service.py`, if any."""
+    manifest = entry.parent / SERVICE_MANIFEST
+    if entry.name != SERVICE_MODULE or not manifest.is_file():
+        return None
+    try:
+        data = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise BuildError(
+            f"cannot read {manifest} ({exc}); re-run the notebook's captured cells or "
+            f"`nbento build-service NOTEBOOK` to write it again"
+        ) from None
+    return data if isinstance(data, dict) else None
+
+
+def refuse_free_names(manifest: dict[str, Any] | None, *, allow: bool) -> None:
+    """Refuse a service whose captured code reads names no captured cell defines: it imports
+    (or answers) with NameError in production although the kernel, which ran the uncaptured
+    cell, was fine. The capture recorded them in service.yaml, with where they are defined."""
+    free = [f for f in (manifest or {}).get("free_names") or [] if isinstance(f, dict)]
+    if not free or allow:
+        return
+    shown = "\n  ".join(str(f.get("message") or f.get("name")) for f in free)
+    raise BuildError(
+        f"refusing to build: the captured cells use names no captured cell defines; the "
+        f"service would fail with NameError in production:\n  {shown}\nCapture the cells "
+        f"that define them (or move the definitions into captured cells), or build anyway "
+        f"with --allow-free-names"
+    )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # File names that hold credentials whatever their content.
 SECRET_FILE_PATTERNS = (
@@ -66,15 +67,48 @@ TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 @dataclass(frozen=True)
 class SecretFinding:
+    """One secret that would ship; never carries the secret itself. For a module generated
+    from a notebook, `cell` and `cell_line` say where the user edits it."""
+
     path: str  # as the user knows it (relative to the source folder)
     line: int | None
     kind: str
-    origin: str | None = None  # e.g. "notebook cell 1a2b" for generated code
+    origin: str | None = None  # e.g. "notebook cell 1a2b" when the cell's number is unknown
+    cell: str | None = None  # "notebook cell 3 (preprocess)"
+    cell_line: int | None = None
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
+        if self.cell:
+            return f"{self.cell} line {self.cell_line}: {self.kind} (generated {where})"
         origin = f" (from {self.origin})" if self.origin else ""
         return f"{where}: {self.kind}{origin}"
+
+
+@dataclass(frozen=True)
+class CellMap:
+    """Captured cells of a generated module, from its service.yaml `cells` list: cell id ->
+    (label, cell line of the first module line after the cell's marker comment)."""
+
+    cells: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any] | None) -> CellMap | None:
+        entries = (manifest or {}).get("cells")
+        if not isinstance(entries, list):
+            return None
+        cells = {}
+        for entry in entries:
+            if not isinstance(entry, dict) or "cell_id" not in entry:
+                continue
+            index = entry.get("index")
+            where = f"cell {index + 1}" if isinstance(index, int) else f"cell {entry['cell_id']}"
+            what = f"{entry.get('kind')} {entry['name']}" if entry.get("name") else entry.get("kind")
+            first = entry.get("first_line")
+            cells[str(entry["cell_id"])] = (
+                f"notebook {where} ({what})", first if isinstance(first, int) else 1
+            )
+        return cls(cells)
 
 
 def is_secret_file(name: str) -> bool:
@@ -89,25 +123,35 @@ def is_secret_file(name: str) -> bool:
 _CELL_MARKER = re.compile(r"^# ---- .*\(cell (\S+)\) ----$")
 
 
-def scan_text(text: str, shown_path: str) -> list[SecretFinding]:
+def scan_text(text: str, shown_path: str, cells: CellMap | None = None) -> list[SecretFinding]:
     """Token-looking literals in `text`, one finding per line; in a module generated from a
-    notebook, each finding also names the captured cell it came from."""
+    notebook, each finding also names the captured cell it came from and, with the module's
+    `cells` map, the notebook cell number and the line within that cell."""
     findings: list[SecretFinding] = []
     cell: str | None = None
+    marker_line = 0
     for lineno, line in enumerate(text.splitlines(), start=1):
         marker = _CELL_MARKER.match(line)
         if marker:
-            cell = marker.group(1)
+            cell, marker_line = marker.group(1), lineno
             continue
         for kind, pattern in TOKEN_PATTERNS:
             if pattern.search(line):
-                origin = f"notebook cell {cell}" if cell else None
-                findings.append(SecretFinding(shown_path, lineno, kind, origin))
+                known = cells.cells.get(cell) if cells is not None and cell else None
+                if known is not None:
+                    label, first = known
+                    findings.append(SecretFinding(
+                        shown_path, lineno, kind, cell=label,
+                        cell_line=lineno - marker_line - 1 + first,
+                    ))
+                else:
+                    origin = f"notebook cell {cell}" if cell else None
+                    findings.append(SecretFinding(shown_path, lineno, kind, origin))
                 break
     return findings
 
 
-def scan_file(path: Path, shown_path: str) -> list[SecretFinding]:
+def scan_file(path: Path, shown_path: str, cells: CellMap | None = None) -> list[SecretFinding]:
     """Findings for one file that would ship: its name, then (for text) its content."""
     if is_secret_file(shown_path):
         return [SecretFinding(shown_path, None, "credential file (never shipped in a Bento)")]
@@ -117,4 +161,4 @@ def scan_file(path: Path, shown_path: str) -> list[SecretFinding]:
         return []
     if b"\0" in data[:8192]:
         return []  # binary: not captured code
-    return scan_text(data.decode("utf-8", errors="replace"), shown_path)
+    return scan_text(data.decode("utf-8", errors="replace"), shown_path, cells)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from runtime.errors import NbentoError, RunnerNotAvailable, SignatureError
+from runtime.errors import RunnerNotAvailable, SignatureError
 from runtime.service.handles import ModelHandle, RunnerBackend
 from runtime.serving.batching import AdaptiveBatcher, QueueFull, RunnerClosed
 from runtime.serving.loop import call_on_loop

@@ -29,6 +29,7 @@ def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, N
     shell.register_magics(magics)
     yield shell, magics
     shell.events.unregister("pre_run_cell", magics._pre_run_cell)
+    shell.events.unregister("post_run_cell", magics._post_run_cell)
     if magics.server is not None:
         magics.server.stop()
 

@@ -301,23 +301,27 @@ def test_secret_in_a_captured_cell_fails_the_build(tmp_path: Path) -> None:
 
     notebook = copy_example("support_tickets.ipynb", tmp_path / "nb")
     nb = nbformat.read(notebook, as_version=4)
-    for cell in nb.cells:
+    for number, cell in enumerate(nb.cells, 1):  # noqa: B007 - used after the loop
         if cell.cell_type == "code" and cell.source.startswith("%%nbento preprocess"):
             cell.source += '\nHF_TOKEN = "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH"\n'
             break
     else:
         pytest.fail("the example has no preprocess cell")
     nbformat.write(nb, notebook)
+    line = cell.source.splitlines().index('HF_TOKEN = "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH"') + 1
     with pytest.raises(BuildError) as err:
         build_bento(notebook)
     message = str(err.value)
-    found = re.search(
-        r"service\.py:(\d+): Hugging Face token \(from notebook cell (\S+)\)", message
+    # Where the user edits it (notebook cell number, line in the cell), never the secret.
+    expected = (
+        f"refusing to build: secrets would ship in the Bento: notebook cell {number} "
+        f"(preprocess) line {line}: Hugging Face token (generated service.py:"
     )
-    assert found, message
+    assert message.startswith(expected), message
+    assert "hf_abc" not in message
+    module_line = int(message[len(expected):].split(")", 1)[0])
     generated = (notebook.parent / ".nbento" / "support_tickets" / "service.py").read_text()
-    assert "hf_abcdefghij" in generated.splitlines()[int(found.group(1)) - 1]
-    assert found.group(2) == cell.get("id")
+    assert "hf_abcdefghij" in generated.splitlines()[module_line - 1]
 
 
 @pytest.mark.minilm

@@ -16,6 +16,7 @@ from runtime.cli import main
 from runtime.export.bento import build_bento
 from runtime.export.bento_store import Bento
 from runtime.export.containerize import docker_build_command
+from runtime.export.golden import Golden, write_goldens
 from tests.runtime.bento_fixtures import (
     copy_example,
     save_support_classifier,
@@ -70,7 +71,14 @@ def test_container_end_to_end(
     pytest.importorskip("jupyter_ext.capture.notebook")
     started = time.monotonic()
     save_support_classifier()
-    bento = build_bento(copy_example("support_tickets.ipynb", tmp_path / "nb"))
+    from jupyter_ext.capture.notebook import build_service
+
+    notebook = copy_example("support_tickets.ipynb", tmp_path / "nb")
+    golden_texts = ["I was charged twice for my subscription", "My parcel arrived damaged"]
+    write_goldens(build_service(notebook)[1].folder / "golden.jsonl", [Golden(
+        api="classify", request={"texts": golden_texts}, answer=_answer_in_process(golden_texts),
+    )])
+    bento = build_bento(notebook)  # replays them against the Bento served from its folder
     base = base_rootfs_tar()  # cached between runs
     tag = f"support-tickets:{bento.version}"
     try:
@@ -80,10 +88,11 @@ def test_container_end_to_end(
     try:
         engine.import_base_image(base)  # FROM python:3.11-slim resolves with no registry
         monkeypatch.setenv("DOCKER_HOST", engine.base_url)
-        assert main(["containerize", str(bento.tag), "--tag", tag]) == 0
+        assert main(["containerize", str(bento.tag), "--tag", tag, "--verify"]) == 0
         log = capsys.readouterr().err  # progress goes to stderr
         assert "sending the build context" in log and "MiB" in log
         assert "Step 1/" in log and f"built {tag}" in log
+        assert "1 golden answer(s) replayed against http://127.0.0.1:" in log  # the image answers
         image = engine.client.images.get(tag)
         assert image.attrs["Config"]["User"] == "1000:1000"
         assert "3000/tcp" in image.attrs["Config"]["ExposedPorts"]
