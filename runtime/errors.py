@@ -37,3 +37,12 @@ class SignatureError(NbentoError, AttributeError):
 
 class BuildError(NbentoError):
     """A Bento build or export refused its input (secrets, missing models, bad options)."""
+
+
+class BatchInputError(NbentoError, ValueError):
+    """A batchable method was called with something that has no rows (a scalar, a string), or
+    with row arguments of different lengths."""
+
+
+class BatchOutputError(NbentoError):
+    """A batchable method returned something that cannot be split back into rows."""
