@@ -1,7 +1,8 @@
 """pandas DataFrames and Series: rows along the index (`batch_dim` 0).
 
-Frames join a batch only with the same columns in the same order and the same dtypes, so the
-joined frame has exactly the columns and dtypes each request sent; every row keeps its index
+Frames join a batch only with the same columns in the same order, the same dtypes and the same
+index dtype, so the joined frame has exactly the columns and dtypes each request sent; every
+row keeps its index
 label, so a model that carries the index over hands each request its own labels back. An output
 frame with a fresh default index (0..n-1 over the batch) is renumbered per request, as the
 model would have numbered a call with that request alone. pandas is imported by the caller.
@@ -70,12 +71,14 @@ def _join_output(parts: Sequence[Any], batch_dim: int) -> Any:
     return pd.concat(list(parts), axis=0, ignore_index=fresh)
 
 
+# The index dtype too: joining a text index with a numeric one would hand both requests an
+# object index back.
 def _frame_key(rows: Any, batch_dim: int) -> Hashable:
-    return (tuple(rows.columns), tuple(rows.dtypes), rows.columns.name)
+    return (tuple(rows.columns), tuple(rows.dtypes), rows.columns.name, rows.index.dtype)
 
 
 def _series_key(rows: Any, batch_dim: int) -> Hashable:
-    return (rows.dtype, rows.name)
+    return (rows.dtype, rows.name, rows.index.dtype)
 
 
 FRAMES = RowKind(
