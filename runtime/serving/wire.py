@@ -49,7 +49,7 @@ class WireError(NbentoError, ValueError):
     """A value cannot cross the wire (an object array, a custom class)."""
 
 
-class OutputRecord(dict):  # type: ignore[type-arg]
+class OutputRecord(dict[str, Any]):
     """A model output object whose class is not imported in this process: its fields as a dict,
     readable as attributes too (`out.logits`, `out["logits"]`)."""
 
@@ -272,9 +272,10 @@ def _decode_sparse(body: list[Any]) -> Any:
 
 def _decode_object(body: list[Any]) -> Any:
     module_name, qualname, fields = body
-    cls: Any = sys.modules.get(module_name)
+    found: Any = sys.modules.get(module_name)
     for part in qualname.split("."):
-        cls = getattr(cls, part, None)
+        found = getattr(found, part, None)
+    cls: Any = found
     if isinstance(cls, type) and (issubclass(cls, Mapping) or dataclasses.is_dataclass(cls)):
         try:
             return cls(**fields)
