@@ -282,8 +282,9 @@ def _decode_object(body: list[Any]) -> Any:
         except Exception:
             pass
         if issubclass(cls, Mapping):
+            build: Any = cls  # a UserDict or BatchEncoding takes the dict itself
             try:
-                return cls(fields)
+                return build(fields)
             except Exception:
                 pass
     return OutputRecord(fields)
