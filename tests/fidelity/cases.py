@@ -25,6 +25,7 @@ class Case:
     payload: Callable[[list[Any]], dict[str, Any]]  # rows -> request body
     rows: list[Any]  # 60 rows: sent as one request, and as 60 single-row requests
     tolerance: float  # 0 = exact; see test_fidelity.py for why floats get 1e-6
+    needs: tuple[str, ...] = ()  # modules the case imports (skipped without them)
 
 
 def _floats(n: int, width: int, seed: int) -> list[list[float]]:
@@ -79,6 +80,7 @@ TORCH_MLP = Case(
     payload=lambda rows: {"rows": rows},
     rows=_floats(60, 4, seed=1),
     tolerance=1e-6,
+    needs=("torch",),
 )
 
 DATAFRAME_PIPELINE = Case(
@@ -122,6 +124,7 @@ DATAFRAME_PIPELINE = Case(
     payload=lambda rows: {"records": rows},
     rows=_houses(60, seed=2),
     tolerance=1e-6,
+    needs=("pandas", "sklearn"),
 )
 
 DICT_OF_TENSORS = Case(
@@ -165,6 +168,7 @@ DICT_OF_TENSORS = Case(
     payload=lambda rows: {"texts": rows},
     rows=_texts(60, seed=3),
     tolerance=1e-6,
+    needs=("torch", "transformers"),
 )
 
 CASES = [TORCH_MLP, DATAFRAME_PIPELINE, DICT_OF_TENSORS]

@@ -148,6 +148,8 @@ def layouts(notebook: Path, case: Case) -> Iterator[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_the_server_answers_like_the_kernel(case: Case, tmp_path: Path) -> None:
+    for module in case.needs:
+        pytest.importorskip(module)
     notebook = write_notebook(tmp_path / case.name, case)
     expected = kernel_answers(notebook)
     assert len(expected["single"]) == len(case.rows)

@@ -121,8 +121,8 @@ def test_a_fresh_output_index_is_numbered_per_request() -> None:
 
 
 def test_model_output_objects_are_split_field_by_field() -> None:
-    from transformers.modeling_outputs import SequenceClassifierOutput
-
+    outputs = pytest.importorskip("transformers.modeling_outputs")
+    SequenceClassifierOutput = outputs.SequenceClassifierOutput
     logits = torch.arange(10.0).reshape(5, 2)
     pieces = split_output(SequenceClassifierOutput(logits=logits), [2, 3])
     assert all(type(p) is SequenceClassifierOutput for p in pieces)

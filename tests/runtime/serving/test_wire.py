@@ -80,7 +80,10 @@ def test_frames_cross_with_columns_dtypes_and_index_and_without_pickle(
 def test_tensors_sparse_and_model_outputs_cross_with_their_types() -> None:
     import scipy.sparse
     import torch
-    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    SequenceClassifierOutput = pytest.importorskip(
+        "transformers.modeling_outputs"
+    ).SequenceClassifierOutput
 
     weights = torch.randn(3, 4, requires_grad=True)
     back = wire.decode(wire.encode(weights))
