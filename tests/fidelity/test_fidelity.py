@@ -2,7 +2,8 @@
 layout. For each framework in cases.py a real kernel (nbclient) runs the notebook (train, save
 the model, capture the service, call the API in the kernel); then `nbento serve` serves the
 same notebook with the runner in worker threads, in worker processes (the wire), and split
-into its own runner process (`--runner` + `--runner-map`, the wire over HTTP). One request of
+into its own runner process (`--runner` + `--runner-map`, the wire over HTTP), and from the
+Bento `nbento build` makes of the notebook (`nbento serve BENTO`). One request of
 60 rows and 60 concurrent single-row requests must get the kernel's answers, and the single
 rows must really have been batched together.
 
@@ -17,6 +18,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +33,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from tests.fidelity.cases import CASES, Case
 from tests.jupyter_ext.kernel_session import KernelSession
-from tests.runtime.serving_support import ServerProcess, metric_value, start_server
+from tests.runtime.serving_support import REPO, ServerProcess, metric_value, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -144,6 +148,24 @@ def layouts(notebook: Path, case: Case) -> Iterator[tuple[str, str, str]]:
             _serve(api)
     finally:
         _serve(runner)
+    bento = notebook.parent / "bento"
+    build = subprocess.run(
+        [sys.executable, "-m", "runtime", "build", str(notebook), "--output", str(bento)],
+        capture_output=True, text=True, timeout=600, env=_child_env(),
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    # As the image runs it: the Bento's own models/ is the store (docs/export.md).
+    server = start_server(bento / "src", *one_worker, env={"NBENTO_HOME": str(bento)}, timeout=180)
+    try:
+        yield "bento", server.url, f"{server.url}/metrics"
+    finally:
+        _serve(server)
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -160,4 +182,4 @@ def test_the_server_answers_like_the_kernel(case: Case, tmp_path: Path) -> None:
         except AssertionError as exc:
             raise AssertionError(f"layout {layout}: {exc}") from exc
         served.append(layout)
-    assert served == ["thread", "process", "split"]
+    assert served == ["thread", "process", "split", "bento"]
