@@ -24,7 +24,7 @@ Slot = int | str
 """A positional index or a keyword name."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RowCall:
     """The arguments of one batchable call and where its rows are."""
 

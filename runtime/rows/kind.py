@@ -49,25 +49,10 @@ class RowKind:
         """The classes of this kind whose modules are imported right now."""
         found: list[type] = []
         for spec in self.types:
-            if isinstance(spec, type):
-                found.append(spec)
-                continue
-            module_name, _, qualname = spec.partition(":")
-            module = sys.modules.get(module_name)
-            if module is None:
-                continue
-            obj: Any = module
-            for part in qualname.split("."):
-                obj = getattr(obj, part, None)
-            if isinstance(obj, type):
-                found.append(obj)
+            cls = spec if isinstance(spec, type) else _lookup(spec)
+            if cls is not None:
+                found.append(cls)
         return tuple(found)
-
-    def matches(self, value: Any) -> bool:
-        classes = self.classes()
-        if not classes or not isinstance(value, classes):
-            return False
-        return self.accepts is None or self.accepts(value)
 
 
 def type_name(value: Any) -> str:
@@ -75,3 +60,23 @@ def type_name(value: Any) -> str:
     cls = type(value)
     module = cls.__module__
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+_found: dict[str, type] = {}
+
+
+def _lookup(spec: str) -> type | None:
+    """The class `"module:Class"` names, if its module is imported (remembered once found)."""
+    cls = _found.get(spec)
+    if cls is not None:
+        return cls
+    module_name, _, qualname = spec.partition(":")
+    obj: Any = sys.modules.get(module_name)
+    if obj is None:
+        return None
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if not isinstance(obj, type):
+        return None
+    _found[spec] = obj
+    return obj

@@ -19,15 +19,23 @@ from runtime.rows.sparse import SPARSE
 from runtime.rows.tensors import TENSORS
 
 _custom: list[RowKind] = []
+# Kinds whose classes a type is an instance of, by type. A value's type can only be a subclass
+# of a class whose module is imported already, so an entry never goes stale; registering a kind
+# clears it.
+_by_type: dict[type, tuple[RowKind, ...]] = {}
 
 
 def kind_of(value: Any) -> RowKind | None:
     """The row kind of `value`, or None when it is not a row container."""
-    for kind in _custom:
-        if kind.matches(value):
-            return kind
-    for kind in _BUILT_IN:
-        if kind.matches(value):
+    cls = type(value)
+    candidates = _by_type.get(cls)
+    if candidates is None:
+        candidates = tuple(
+            kind for kind in (*_custom, *_BUILT_IN) if issubclass(cls, kind.classes())
+        )
+        _by_type[cls] = candidates
+    for kind in candidates:
+        if kind.accepts is None or kind.accepts(value):
             return kind
     return None
 
@@ -86,9 +94,11 @@ def register_rows(
     )
     _custom[:] = [k for k in _custom if k.types != kind.types]
     _custom.insert(0, kind)
+    _by_type.clear()
     return kind
 
 
 def unregister_rows(cls: type | str) -> None:
     """Forget a kind added with `register_rows` (tests, notebooks re-running a cell)."""
     _custom[:] = [k for k in _custom if k.types != (cls,)]
+    _by_type.clear()
