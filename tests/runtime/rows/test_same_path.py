@@ -18,6 +18,8 @@ from runtime.service.handles import runner, set_backend_resolver
 from runtime.serving.runners import RunnerPool
 from runtime.settings import BatchingConfig, RunnerConfig, ServerConfig
 
+from tests.runtime.serving_support import REPO
+
 pytestmark = pytest.mark.anyio
 
 
@@ -52,11 +54,15 @@ BAD_CALLS = [
 ]
 
 
+def pool(isolation: str = "thread") -> RunnerPool:
+    store.save_model("scorer", Scorer(), signatures=SIGNATURES)
+    runner_config = RunnerConfig(batching=BatchingConfig(), isolation=isolation, workers=1)
+    return RunnerPool(ServerConfig(runners={"scorer": runner_config}))
+
+
 @pytest.fixture
 def served(nbento_home: Any) -> Iterator[RunnerPool]:
-    store.save_model("scorer", Scorer(), signatures=SIGNATURES)
-    config = ServerConfig(runners={"scorer": RunnerConfig(batching=BatchingConfig())})
-    yield RunnerPool(config)
+    yield pool()
     set_backend_resolver(None)
 
 
@@ -86,9 +92,12 @@ async def test_a_call_that_fails_in_the_server_fails_the_same_in_the_kernel(
     assert type(in_kernel.value).__name__ in ("BatchInputError", "BatchOutputError")
 
 
+@pytest.mark.parametrize("isolation", ["thread", "process"])
 async def test_a_call_that_works_in_the_kernel_answers_the_same_in_the_server(
-    served: RunnerPool,
+    isolation: str, nbento_home: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # a worker process imports Scorer from here
+    served = pool(isolation)
     rows = torch.arange(6.0).reshape(3, 2)
     frame = pd.DataFrame({"a": [1, 2], "b": [0.5, 1.5]}, index=["x", "y"])
     handle = runner("scorer:latest")
@@ -98,6 +107,7 @@ async def test_a_call_that_works_in_the_kernel_answers_the_same_in_the_server(
         remote_frame = await _server_call(served, "frame", (frame,), {})
     finally:
         await served.aclose(5)
+        set_backend_resolver(None)
     assert torch.equal(local[0], remote_score) and torch.equal(local[0], rows * 2 + 1)
     pd.testing.assert_frame_equal(local[1], remote_frame)
     assert list(remote_frame.index) == ["x", "y"]
