@@ -2,7 +2,9 @@
 its worker processes (pipes): msgpack with extensions, never pickle, so a runner never runs code
 it was sent and every layout hands the model (and the caller) the same types.
 
-- ext 1, ndarray: `[dtype.str, shape, raw bytes]` (C order; object arrays refused)
+- ext 1, ndarray: `[dtype.str, shape, raw bytes]` (C order)
+- ext 8, object ndarray: `[shape, [item, ...]]`, each item itself on the wire (strings, numbers,
+  None, lists, dicts ...; anything else is refused by name)
 - ext 2, tuple: the msgpack of its items as a list (so `(labels, scores)` stays a tuple)
 - ext 3, torch tensor: `[dtype, shape, raw bytes, device, requires_grad]`, rebuilt on the CPU
   and moved to the recorded device when this process has it
@@ -43,6 +45,7 @@ _EXT_FRAME = 4
 _EXT_SERIES = 5
 _EXT_SPARSE = 6
 _EXT_OBJECT = 7
+_EXT_OBJECT_ARRAY = 8
 
 
 class WireError(NbentoError, ValueError):
@@ -114,10 +117,10 @@ def _default(value: Any) -> Any:
 
 def _array(value: np.ndarray[Any, Any]) -> msgpack.ExtType:
     if value.dtype.hasobject:
-        raise WireError(
-            f"cannot send an object array (dtype {value.dtype}) to a runner; send a list "
-            f"or an array of a numeric/string dtype"
-        )
+        if value.dtype != np.dtype(object):
+            raise WireError(f"cannot send a structured array with objects (dtype {value.dtype})")
+        # Labels from scikit-learn are often object arrays of str: send the items themselves.
+        return _ext(_EXT_OBJECT_ARRAY, [list(value.shape), value.ravel().tolist()])
     array = np.ascontiguousarray(value)
     body = [array.dtype.str, list(array.shape), array.tobytes()]
     return msgpack.ExtType(_EXT_NDARRAY, msgpack.packb(body, use_bin_type=True))
@@ -199,6 +202,13 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 def _decode_tuple(body: list[Any]) -> tuple[Any, ...]:
     return tuple(body)
+
+
+def _decode_object_array(body: list[Any]) -> Any:
+    shape, items = body
+    array = np.empty(len(items), dtype=object)
+    array[:] = items  # item by item: a list item stays one object, not a new axis
+    return array.reshape(shape)
 
 
 def _decode_tensor(body: list[Any]) -> Any:
@@ -307,4 +317,5 @@ _DECODERS: dict[int, Any] = {
     _EXT_SERIES: _decode_series,
     _EXT_SPARSE: _decode_sparse,
     _EXT_OBJECT: _decode_object,
+    _EXT_OBJECT_ARRAY: _decode_object_array,
 }
