@@ -69,6 +69,8 @@ def _split(output: Any, sizes: Sequence[int], batch_dim: int, where: str) -> lis
                 f"batchable method must return one row per input row along axis {batch_dim} "
                 f"(or mark the method non-batchable)"
             )
+        if len(sizes) == 1:
+            return [output]  # one request's rows: the model's own object, untouched
         take = kind.take_output or kind.take
         pieces: list[Any] = []
         start = 0
