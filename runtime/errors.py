@@ -131,7 +131,8 @@ class ImageBuildFailed(NbentoError):
 
 
 class BatchInputError(NbentoError, ValueError):
-    """A batchable method was called with something that has no rows (a scalar, a dict)."""
+    """A batchable method was called with something that has no rows (a scalar, a string), or
+    with row arguments of different lengths."""
 
     code = "batch_input_error"
 

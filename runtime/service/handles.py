@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from runtime.errors import SignatureError
+from runtime.rows import call_in_rows
 
 
 class RunnerBackend(Protocol):
@@ -64,14 +65,19 @@ class LocalBackend:
         return self._obj
 
     def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        _check_signature(self.model_ref, method)
-        return getattr(self.obj, method)(*args, **kwargs)
+        signature = _check_signature(self.model_ref, method)
+        function = getattr(self.obj, method)
+        if signature.batchable and (args or kwargs):
+            # The server's row path with a batch of one request: the same checks, the same
+            # joined arguments and the same output split, so what fails there fails here.
+            return call_in_rows(function, args, kwargs, signature.batch_dim)
+        return function(*args, **kwargs)
 
     async def acall(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return await asyncio.to_thread(self.call, method, args, kwargs)
 
 
-def _check_signature(model_ref: Any, method: str) -> None:
+def _check_signature(model_ref: Any, method: str) -> Any:
     signatures = model_ref.info.signatures
     if method not in signatures:
         known = ", ".join(sorted(signatures)) or "(none)"
@@ -79,6 +85,7 @@ def _check_signature(model_ref: Any, method: str) -> None:
             f"model '{model_ref.tag}' has no signature '{method}'; saved signatures: {known}. "
             f"Save the model again with --batchable {method} (or signatures={{'{method}': ...}})."
         )
+    return signatures[method]
 
 
 def local_backend(tag: str) -> LocalBackend:
@@ -148,5 +155,6 @@ def runner(tag: str, *, name: str | None = None, batching: dict[str, Any] | None
     """A handle on a stored model: `runner("support_classifier:latest").predict(X)`.
 
     `name` names the runner (default: the model name); `batching` overrides batching settings
-    per method. Batchable methods take a batch (a list, or an array along `batch_dim`)."""
+    per method. Batchable methods take a batch: rows along `batch_dim` in a list, an array, a
+    DataFrame, a tensor, a sparse matrix or a dict of arrays (see `runtime.rows`)."""
     return ModelHandle(tag, name=name, batching=batching)

@@ -25,22 +25,20 @@ from typing import Any
 from runtime.errors import QueueFull, RequestTooLarge, RunnerClosed
 from runtime.serving import metrics
 from runtime.serving.estimators import ArrivalRate, CostModel
-from runtime.serving.rows import batch_key, concat, count_rows, join_outputs, split_output, take
+from runtime.serving.rows import RowCall, join_outputs, plan_call, split_output
 from runtime.settings import BatchingConfig
 
 logger = logging.getLogger("nbento.batching")
 
 RunBatch = Callable[..., Awaitable[Any]]
-"""`await run_batch(rows, *args, **kwargs)`: the model call on one batch of rows."""
+"""`await run_batch(*args, **kwargs)`: the model call on one batch (every row argument joined)."""
 
 
 @dataclass(eq=False)
 class _Request:
-    rows: Any
+    call: RowCall
     n: int
     key: Hashable
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
     arrival: float
     future: asyncio.Future[Any]
     parts: dict[int, Any] = field(default_factory=dict)
@@ -61,7 +59,7 @@ class _Segment:
 class AdaptiveBatcher:
     """Batches rows of concurrent `submit` calls for one runner method.
 
-    `run_batch(rows, *args, **kwargs)` runs the model (off the event loop; see runners.py);
+    `run_batch(*args, **kwargs)` runs the model (off the event loop; see runners.py);
     up to `concurrency` batches run at once (one per worker)."""
 
     def __init__(
@@ -110,18 +108,27 @@ class AdaptiveBatcher:
     async def submit(
         self, rows: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
-        """Queue `rows` (a list or an array along `batch_dim`) and return the model's output for
-        exactly these rows, in order. `args`/`kwargs` go to the model after the rows; requests
-        batch together only when those are equal. Zero rows answer at once with zero outputs
-        (`[]`, or the empty input array), without calling the model."""
-        kwargs = kwargs or {}
-        n = count_rows(rows, self.batch_dim)
+        """`submit_call((rows, *args), kwargs)`: queue `rows` and return the model's output
+        for exactly these rows, in order."""
+        return await self.submit_call((rows, *args), kwargs or {})
+
+    async def submit_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Queue one call's rows and return the model's output for exactly these rows, in order.
+
+        Every row argument (the first positional one, and any array, tensor, frame, sparse
+        matrix or dict of arrays, positional or keyword: see `runtime.rows.calls`) is joined
+        with other calls' along `batch_dim`; calls share a batch only when their other arguments
+        are equal and their rows join cleanly."""
+        call = plan_call(args, kwargs, self.batch_dim)
+        n = call.rows
         if self._closing:
             raise RunnerClosed(
                 f"runner '{self.name}' is shutting down; retry on another replica", 1.0
             )
         if n == 0:  # zero rows, zero outputs; models often refuse an empty batch (scikit-learn)
-            return take(rows, 0, 0, self.batch_dim)
+            slot, kind = call.slots[0]
+            empty = call.args[slot] if isinstance(slot, int) else call.kwargs[slot]
+            return kind.take(empty, 0, 0, self.batch_dim)
         limit = self.config.max_queue_rows
         if n > limit:
             raise RequestTooLarge(
@@ -140,8 +147,7 @@ class AdaptiveBatcher:
             )
         loop = asyncio.get_running_loop()
         now = time.monotonic()
-        key = (batch_key(rows, self.batch_dim), _freeze(args), _freeze(kwargs))
-        request = _Request(rows, n, key, args, kwargs, now, loop.create_future(), pending=n)
+        request = _Request(call, n, call.key, now, loop.create_future(), pending=n)
         step = self.config.max_batch_size
         for start in range(0, n, step):
             self._queue.append(_Segment(request, start, min(n, start + step)))
@@ -323,11 +329,8 @@ class AdaptiveBatcher:
         total = sum(sizes)
         first = batch[0].request
         try:
-            rows = concat(
-                [take(s.request.rows, s.start, s.end, self.batch_dim) for s in batch],
-                self.batch_dim,
-            )
-            output = await self.run_batch(rows, *first.args, **first.kwargs)
+            args, kwargs = first.call.join([s.request.call.slice(s.start, s.end) for s in batch])
+            output = await self.run_batch(*args, **kwargs)
             pieces = split_output(output, sizes, self.batch_dim)
         except Exception as exc:  # one failing batch fails exactly its own requests
             for segment in batch:
@@ -367,16 +370,3 @@ class AdaptiveBatcher:
         if not request.future.done():
             request.future.set_exception(exc)
 
-
-def _freeze(value: Any) -> Hashable:
-    """A hashable stand-in for extra call arguments; unhashable objects (arrays) compare by
-    identity, so such requests simply do not share a batch."""
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    try:
-        hash(value)
-    except TypeError:
-        return ("id", id(value))
-    return value

@@ -147,7 +147,7 @@ class Runner:
             settings = self._settings[method] = method_settings(
                 self.config, self.handle_batching, method
             )
-        if signature.batchable and settings.enabled and args:
+        if signature.batchable and settings.enabled and (args or kwargs):
             batcher = self._batchers.get(method)
             if batcher is None:
                 batcher = self._batchers[method] = AdaptiveBatcher(
@@ -158,7 +158,7 @@ class Runner:
                     batch_dim=signature.batch_dim,
                     concurrency=self.workers.capacity,
                 )
-            return await batcher.submit(args[0], args[1:], kwargs)
+            return await batcher.submit_call(args, kwargs)
         gate = self._gates.get(method)
         if gate is None:
             limit = self.config.max_concurrency * self.workers.capacity
@@ -169,8 +169,8 @@ class Runner:
     def _run_method(self, method: str) -> Any:
         workers = self.workers
 
-        async def run_batch(rows: Any, *args: Any, **kwargs: Any) -> Any:
-            return await workers.run(method, (rows, *args), kwargs)
+        async def run_batch(*args: Any, **kwargs: Any) -> Any:
+            return await workers.run(method, args, kwargs)
 
         return run_batch
 

@@ -4,7 +4,8 @@
   (no copies), fine for GIL-releasing compute (torch, BLAS) and for any argument type.
 - `ProcessWorkers`: `workers` child processes (`python -m runtime.serving.workers TAG`) each load the
   model and serve calls over their stdin/stdout pipes in the `runtime.serving.wire` format (msgpack,
-  no pickle). Model compute then never competes with HTTP parsing for the GIL, and each child
+  no pickle; arrays, frames, tensors, sparse matrices and model outputs keep their types, so a
+  model answers as it does in a thread). Model compute then never competes with HTTP parsing for the GIL, and each child
   gets its own torch threads (`threads`, default: the cores divided by the workers).
 
 docs/batching.md records which one serves faster here and why the default is what it is.

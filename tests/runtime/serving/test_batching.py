@@ -191,3 +191,51 @@ async def test_the_cost_model_learns_a_fixed_and_a_per_row_cost() -> None:
         batcher.cost.add(rows, seconds)
     assert batcher.cost.a == pytest.approx(0.010, abs=1e-4)
     assert batcher.cost.b == pytest.approx(0.001, abs=1e-4)
+
+
+async def test_every_row_argument_is_batched_positional_or_keyword() -> None:
+    import torch
+
+    sizes: list[int] = []
+
+    async def forward(*, input_ids: Any, attention_mask: Any, scale: int = 1) -> Any:
+        sizes.append(int(input_ids.shape[0]))
+        await asyncio.sleep(0.01)
+        return {"logits": (input_ids * attention_mask * scale).float()}
+
+    batcher = AdaptiveBatcher("tok", "forward", forward, BatchingConfig(max_batch_size=8))
+    calls = [
+        {"input_ids": torch.full((n, 4), i), "attention_mask": torch.ones(n, 4, dtype=torch.int64)}
+        for i, n in enumerate([1, 2, 3, 1, 2, 3], start=1)
+    ]
+    results = await asyncio.gather(*(batcher.submit_call((), dict(c, scale=2)) for c in calls))
+    for call, result in zip(calls, results, strict=True):
+        assert torch.equal(result["logits"], (call["input_ids"] * 2).float())
+    assert max(sizes) > 3 and sum(sizes) == 12  # calls shared batches, no row lost
+    with pytest.raises(BatchInputError, match="different numbers of rows"):
+        await batcher.submit_call((), {"input_ids": torch.ones(2, 4), "attention_mask": torch.ones(3, 4)})
+    await batcher.aclose(5)
+
+
+async def test_frames_batch_and_each_request_gets_its_index_back() -> None:
+    import pandas as pd
+
+    seen: list[pd.DataFrame] = []
+
+    async def score(rows: pd.DataFrame) -> pd.Series:
+        seen.append(rows)
+        await asyncio.sleep(0.01)
+        return rows["x"] * 10 + rows["label"].str.len()
+
+    batcher = AdaptiveBatcher("frames", "score", score, BatchingConfig(max_batch_size=4))
+    frames = [
+        pd.DataFrame({"x": [1.0, 2.0], "label": ["a", "bb"]}, index=[7, 3]),
+        pd.DataFrame({"x": [3.0, 4.0, 5.0], "label": ["ccc", "d", "ee"]}),
+        pd.DataFrame({"x": [6.0], "label": ["f"]}, index=["p"]),  # a text index: own batch
+    ]
+    results = await asyncio.gather(*(batcher.submit(frame) for frame in frames))
+    for frame, result in zip(frames, results, strict=True):
+        pd.testing.assert_series_equal(result, frame["x"] * 10 + frame["label"].str.len())
+    assert any(len(rows) > 2 for rows in seen)
+    assert all(list(rows.columns) == ["x", "label"] for rows in seen)
+    await batcher.aclose(5)

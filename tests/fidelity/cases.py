@@ -1,0 +1,174 @@
+"""The frameworks of the fidelity matrix, as data: how a notebook trains and saves a model, the
+service cells that call it, and the requests to send. Add a framework by adding a `Case`.
+
+Each notebook gets a last, uncaptured cell that calls the API functions in the kernel with the
+same payloads the test then sends over HTTP, and writes the answers to `kernel_answers.json`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    runner: str  # the runner (= model) name, for --runner / --runner-map / isolation
+    api: str
+    train: str  # a plain cell: trains the model, not captured
+    model: str  # the %%nbento model cell
+    preprocess: str  # the %%nbento preprocess cell (imports, handles, helpers)
+    api_cell: str  # the %%nbento api cell
+    payload: Callable[[list[Any]], dict[str, Any]]  # rows -> request body
+    rows: list[Any]  # 60 rows: sent as one request, and as 60 single-row requests
+    tolerance: float  # 0 = exact; see test_fidelity.py for why floats get 1e-6
+    needs: tuple[str, ...] = ()  # modules the case imports (skipped without them)
+
+
+def _floats(n: int, width: int, seed: int) -> list[list[float]]:
+    rng = random.Random(seed)
+    return [[round(rng.uniform(-2, 2), 3) for _ in range(width)] for _ in range(n)]
+
+
+def _houses(n: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    cities = ["Oslo", "Lima", "Pune", "Nowhere"]  # "Nowhere" was never seen in training
+    return [
+        {"city": rng.choice(cities), "rooms": rng.randint(1, 6), "area": round(rng.uniform(20, 200), 1)}
+        for _ in range(n)
+    ]
+
+
+def _texts(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    words = ["refund", "crash", "parcel", "password", "late", "card", "screen", "hi"]
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(1, 4))) for _ in range(n)]
+
+
+# The tiny torch models compute a row in microseconds, so with a worker free the adaptive
+# batcher rightly sends each request alone. A fixed 10 ms per call (what a real model's launch
+# and Python overhead costs) makes batching pay, so the concurrent requests really share batches
+# and the test checks answers computed in mixed batches.
+PAUSE = "import time\ndef pause(module, inputs):\n    time.sleep(0.01)\n"
+
+TORCH_MLP = Case(
+    name="torch_mlp",
+    runner="fid_mlp",
+    api="predict",
+    train=(
+        "import torch\n"
+        "from torch import nn\n"
+        "torch.manual_seed(0)\n"
+        "net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3)).eval()\n"
+        + PAUSE + "net.register_forward_pre_hook(pause)\n"
+    ),
+    model="%%nbento model fid_mlp --batchable forward\nnet",
+    preprocess=(
+        "%%nbento preprocess\n"
+        "import torch\n"
+        "from runtime import runner\n"
+        "mlp = runner('fid_mlp:latest')\n"
+    ),
+    api_cell=(
+        "%%nbento api predict\n"
+        "def predict(rows: list[list[float]]) -> list[list[float]]:\n"
+        "    return mlp.forward(torch.tensor(rows)).tolist()\n"
+    ),
+    payload=lambda rows: {"rows": rows},
+    rows=_floats(60, 4, seed=1),
+    tolerance=1e-6,
+    needs=("torch",),
+)
+
+DATAFRAME_PIPELINE = Case(
+    name="dataframe_pipeline",
+    runner="fid_houses",
+    api="band",
+    train=(
+        "import random\n"
+        "import pandas as pd\n"
+        "from sklearn.compose import ColumnTransformer\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "from sklearn.pipeline import Pipeline\n"
+        "from sklearn.preprocessing import OneHotEncoder, StandardScaler\n"
+        "rng = random.Random(0)\n"
+        "train = pd.DataFrame([{'city': rng.choice(['Oslo', 'Lima', 'Pune']), "
+        "'rooms': rng.randint(1, 6), 'area': rng.uniform(20, 200)} for _ in range(200)])\n"
+        "y = ['big' if r.area + 20 * r.rooms + (30 if r.city == 'Oslo' else 0) > 160 else 'small'"
+        " for r in train.itertuples()]\n"
+        "pipe = Pipeline([\n"
+        "    ('prep', ColumnTransformer([\n"
+        "        ('city', OneHotEncoder(handle_unknown='ignore'), ['city']),\n"
+        "        ('num', StandardScaler(), ['rooms', 'area']),\n"
+        "    ])),\n"
+        "    ('clf', LogisticRegression(max_iter=500)),\n"
+        "]).fit(train, y)\n"
+    ),
+    model="%%nbento model fid_houses --batchable predict,predict_proba\npipe",
+    preprocess=(
+        "%%nbento preprocess\n"
+        "import pandas as pd\n"
+        "from runtime import runner\n"
+        "houses = runner('fid_houses:latest')\n"
+    ),
+    api_cell=(
+        "%%nbento api band\n"
+        "def band(records: list[dict]) -> dict:\n"
+        "    frame = pd.DataFrame(records)\n"
+        "    proba = houses.predict_proba(frame)\n"
+        "    return {'labels': [str(x) for x in houses.predict(frame)], 'proba': proba.tolist()}\n"
+    ),
+    payload=lambda rows: {"records": rows},
+    rows=_houses(60, seed=2),
+    tolerance=1e-6,
+    needs=("pandas", "sklearn"),
+)
+
+DICT_OF_TENSORS = Case(
+    name="dict_of_tensors",
+    runner="fid_encoder",
+    api="classify",
+    train=(
+        "import time\n"
+        "import torch\n"
+        "from torch import nn\n"
+        "from transformers.modeling_outputs import SequenceClassifierOutput\n"
+        "class TinyEncoder(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.embed = nn.Embedding(64, 8)\n"
+        "        self.head = nn.Linear(8, 2)\n"
+        "    def forward(self, input_ids, attention_mask):\n"
+        "        time.sleep(0.01)  # a per-call cost, as PAUSE explains\n"
+        "        mask = attention_mask.unsqueeze(-1).float()\n"
+        "        pooled = (self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1)\n"
+        "        return SequenceClassifierOutput(logits=self.head(pooled))\n"
+        "torch.manual_seed(0)\n"
+        "encoder_model = TinyEncoder().eval()\n"
+    ),
+    model="%%nbento model fid_encoder --batchable forward\nencoder_model",
+    preprocess=(
+        "%%nbento preprocess\n"
+        "import torch\n"
+        "from runtime import runner\n"
+        "encoder = runner('fid_encoder:latest')\n"
+        "def tokenize(texts, length=12):\n"
+        "    ids = [[ord(c) % 63 + 1 for c in t[:length]] for t in texts]\n"
+        "    return {'input_ids': torch.tensor([i + [0] * (length - len(i)) for i in ids]),\n"
+        "            'attention_mask': torch.tensor([[1] * len(i) + [0] * (length - len(i)) for i in ids])}\n"
+    ),
+    api_cell=(
+        "%%nbento api classify\n"
+        "def classify(texts: list[str]) -> list[list[float]]:\n"
+        "    return encoder.forward(**tokenize(texts)).logits.tolist()\n"
+    ),
+    payload=lambda rows: {"texts": rows},
+    rows=_texts(60, seed=3),
+    tolerance=1e-6,
+    needs=("torch", "transformers"),
+)
+
+CASES = [TORCH_MLP, DATAFRAME_PIPELINE, DICT_OF_TENSORS]
