@@ -40,6 +40,7 @@ from runtime.export.bento_store import (
     RunnerMethod,
     bentos_root,
 )
+from runtime.export.bentoml_service import finish_for_bentoml
 from runtime.export.dockerfile import DockerOptions, render_dockerfile, serve_command
 from runtime.export.requirements import pickled_modules, resolve_requirements
 from runtime.service.definition import Service, load_service
@@ -146,11 +147,10 @@ def build_bento(
                 },
             ),
         )
+        info = finish_for_bentoml(tmp, service, info, server_config)
         bento = Bento(tmp, info)
         (tmp / "README.md").write_text(render_readme(bento))
-        (tmp / BENTO_FILE).write_text(
-            yaml.safe_dump(info.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-        )
+        (tmp / BENTO_FILE).write_text(info.to_yaml())
         final = store_dir / version
         os.rename(tmp, final)
     except BaseException:
