@@ -24,6 +24,7 @@ import yaml
 
 from runtime.errors import BuildError
 from runtime.export.bento_store import BentoInfo, BentomlSpec
+from runtime.export.dockerfile import BENTOML_REQUIREMENT
 from runtime.service.definition import ApiSpec, Service
 from runtime.settings import ServerConfig
 from runtime.store.info import MODEL_FILE, ModelInfo
@@ -273,8 +274,14 @@ def bentoml_spec(
             "python_version": info.environment.python_version,
             "commands": [],
             "python_requirements": "",
-            "post_commands": [],
-            "build_include": [],
+            # BentoML's image installs requirements.txt from src/ when src/ exists at that
+            # step, which build_include ensures (the wheel paths are relative to src/); its
+            # requirements do not name bentoml, so add it resolved with them.
+            "post_commands": [
+                f"uv --directory ./src pip install {BENTOML_REQUIREMENT} "
+                f"-r ../env/python/requirements.txt"
+            ],
+            "build_include": [f"{module_name}.py"],
         },
     )
 

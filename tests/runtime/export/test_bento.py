@@ -19,7 +19,6 @@ from runtime.errors import BuildError, NbentoError
 from runtime.export.bento import build_bento
 from runtime.export.bento_store import BENTO_FILE, Bento, get_bento, list_bentos
 from runtime.store.model_store import ModelStore
-
 from tests.runtime.bento_fixtures import (
     copy_example,
     save_support_classifier,

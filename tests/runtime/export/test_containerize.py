@@ -16,8 +16,12 @@ from runtime.cli import main
 from runtime.export.bento import build_bento
 from runtime.export.bento_store import Bento
 from runtime.export.containerize import docker_build_command
-
-from tests.runtime.bento_fixtures import copy_example, save_support_classifier, save_toy_model, write_toy_service
+from tests.runtime.bento_fixtures import (
+    copy_example,
+    save_support_classifier,
+    save_toy_model,
+    write_toy_service,
+)
 from tests.runtime.docker_engine import DockerEngine, base_rootfs_tar, why_no_dockerd
 
 

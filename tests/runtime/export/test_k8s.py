@@ -30,7 +30,6 @@ from runtime.export.bento import build_bento
 from runtime.export.bento_store import Bento
 from runtime.export.k8s import render_manifests, write_manifests
 from runtime.export.k8s_options import K8sOptions, SecretEnv, dns_name
-
 from tests.runtime.bento_fixtures import save_toy_model, write_toy_service
 
 CRD = Path(__file__).parent / "k8s" / "bentodeployment-crd.yaml"
