@@ -309,6 +309,13 @@ def _source_digest(root: Path) -> str:
 
 
 def _run_wheel_build(root: Path, dest: Path) -> Path:
+    try:
+        metadata.distribution("hatchling")
+    except metadata.PackageNotFoundError as exc:
+        raise BuildError(
+            "building a Bento from an nbento source checkout needs hatchling (a build-only "
+            "tool) to make the nbento wheel: pip install 'nbento[build]'"
+        ) from exc
     code = "import sys, hatchling.build as b;print(b.build_wheel(sys.argv[1]))"
     env = {**os.environ, "HATCH_BUILD_NO_HOOKS": "true"}
     try:
