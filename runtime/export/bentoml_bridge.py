@@ -40,9 +40,11 @@ class NbentoBridge:
         config_path = os.environ.get("NBENTO_CONFIG") or src.parent / CONFIG_FILE
         self.config = load_config(config_path if Path(config_path).is_file() else None)
         self.pinned = dict(pinned)
-        self.pool = RunnerPool(self.config)
-        set_backend_resolver(self.pool.resolver)
-        self.host = ServiceHost(as_source(src / entry), self.config, self.pool)
+        # Any, as in serve(): RunnerPoolLike declares `ready` settable, RunnerPool a property
+        pool: Any = RunnerPool(self.config)
+        self.pool = pool
+        set_backend_resolver(pool.resolver)
+        self.host = ServiceHost(as_source(src / entry), self.config, pool)
         self.service = self.host.load_initial()
         missing = sorted(set(self.service.runners) - set(self.pinned))
         if missing:
