@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -275,7 +276,9 @@ def build_nbento_wheel(dest: Path) -> Path:
 
     `HATCH_BUILD_NO_HOOKS=true` turns off every build hook (the JupyterLab extension's
     jupyter-builder hook runs npm): a serving image needs no front end, so the build works
-    on a machine without Node. No build isolation: hatchling is already installed."""
+    on a machine without Node. No build isolation: hatchling is already installed. A front end
+    built earlier in the tree would still be packed as shared data: `strip_front_end` takes it
+    out, so the serving image carries none."""
     root = nbento_source_tree()
     dest.mkdir(parents=True, exist_ok=True)
     key = _source_digest(root)
@@ -283,12 +286,46 @@ def build_nbento_wheel(dest: Path) -> Path:
     if cached is not None and cached.is_file():
         return Path(shutil.copy2(cached, dest / cached.name))
     wheel = _run_wheel_build(root, dest)
+    strip_front_end(wheel)
     folder = tempfile.mkdtemp(prefix="nbento-wheel-")
     atexit.register(shutil.rmtree, folder, True)
     keep = Path(folder) / wheel.name
     shutil.copy2(wheel, keep)
     _WHEEL_CACHE[key] = keep
     return wheel
+
+
+# Shared data of the wheel that only Jupyter uses: the JupyterLab extension and the config that
+# enables the server extension.
+_FRONT_END_DATA = ("data/share/jupyter/", "data/etc/jupyter/")
+
+
+def strip_front_end(wheel: Path) -> list[str]:
+    """Rewrite `wheel` without its Jupyter shared data (and their RECORD lines); returns the
+    names removed."""
+    with zipfile.ZipFile(wheel) as zf:
+        entries = [(info, zf.read(info)) for info in zf.infolist()]
+
+    def front_end(name: str) -> bool:
+        head, sep, rest = name.partition(".data/")
+        return bool(sep) and "/" not in head and rest.startswith(_FRONT_END_DATA)
+
+    removed = [info.filename for info, _ in entries if front_end(info.filename)]
+    if not removed:
+        return []
+    partial = wheel.with_name(wheel.name + ".partial")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as out:
+        for info, data in entries:
+            if front_end(info.filename):
+                continue
+            if info.filename.endswith(".dist-info/RECORD"):
+                lines = data.decode().splitlines()
+                data = "".join(
+                    line + "\n" for line in lines if not front_end(line.split(",", 1)[0])
+                ).encode()
+            out.writestr(info, data)
+    os.replace(partial, wheel)
+    return removed
 
 
 # Source digest -> a built wheel, so repeated builds in one kernel or test run reuse it.

@@ -27,6 +27,7 @@ from runtime.errors import NbentoError
 from runtime.export.bento import build_bento
 from runtime.export.bento_archive import export_bento, import_bento
 from runtime.export.bento_store import BENTO_FILE, Bento, get_bento
+from runtime.export.requirements import strip_front_end
 from runtime.store.info import ModelSignature
 from runtime.store.model_store import ModelStore
 from tests.runtime.bento_fixtures import REPO, copy_example, save_support_classifier
@@ -349,3 +350,24 @@ def test_bentoml_serve_answers_like_nbento_serve(support_bento: Bento, tmp_path:
     finally:
         _stop(bml)
         _stop(nb)
+
+
+def test_the_serving_wheel_carries_no_front_end(tmp_path: Path) -> None:
+    wheel = tmp_path / "nbento-0.1.0-py3-none-any.whl"
+    kept = ["runtime/__init__.py", "nbento-0.1.0.dist-info/METADATA"]
+    front = [
+        "nbento-0.1.0.data/data/share/jupyter/labextensions/nbento/package.json",
+        "nbento-0.1.0.data/data/etc/jupyter/jupyter_server_config.d/nbento.json",
+    ]
+    record = "".join(f"{name},sha256=x,1\n" for name in [*kept, *front])
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name in [*kept, *front]:
+            zf.writestr(name, "{}")
+        zf.writestr("nbento-0.1.0.dist-info/RECORD", record)
+    assert sorted(strip_front_end(wheel)) == sorted(front)
+    with zipfile.ZipFile(wheel) as zf:
+        assert sorted(zf.namelist()) == sorted([*kept, "nbento-0.1.0.dist-info/RECORD"])
+        assert zf.read("nbento-0.1.0.dist-info/RECORD").decode().splitlines() == [
+            f"{name},sha256=x,1" for name in kept
+        ]
+    assert strip_front_end(wheel) == []  # nothing left to take out
