@@ -371,3 +371,45 @@ def test_the_serving_wheel_carries_no_front_end(tmp_path: Path) -> None:
             f"{name},sha256=x,1" for name in kept
         ]
     assert strip_front_end(wheel) == []  # nothing left to take out
+
+
+@pytest.mark.slow
+def test_yatai_pod_command_serves_the_bento_folder_with_its_config(
+    support_bento: Bento, tmp_path: Path
+) -> None:
+    """What Yatai runs in the pod, on the Bento folder itself (its own models/), outside a
+    container: `sh -c "./env/docker/entrypoint.sh bentoml serve . --production"` with PORT set.
+    The Bento's config.yaml applies (max_batch_size 8 instead of the built 32)."""
+    serving = bentoml_serving(support_bento.path)
+    config_file = support_bento.path / "config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    for method in config["runners"]["support_classifier"]["methods"].values():
+        method.update(max_batch_size=8, max_latency_ms=50.0)
+    config_file.write_text(yaml.safe_dump(config))
+    port = free_port()
+    env = clean_env(PORT=str(port), BENTOML_HOME=str(tmp_path / "bentoml-home"),
+                    PATH=f"{serving}:{os.environ['PATH']}")
+    env.pop("NBENTO_HOME", None)
+    env.pop("NBENTO_CONFIG", None)
+    log = tmp_path / "yatai.log"
+    pod = _start(["sh", "-c", "./env/docker/entrypoint.sh bentoml serve . --production"], env, log,
+                 cwd=support_bento.path)
+    try:
+        _wait_ready(port, pod, log)
+        assert httpx.get(f"http://127.0.0.1:{port}/livez", timeout=5).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+        body = {"texts": ["a double charge", "the app crashes", "where is my parcel"]}
+        with ThreadPoolExecutor(max_workers=48) as pool:
+            answers = list(pool.map(
+                lambda _: httpx.post(f"http://127.0.0.1:{port}/classify", json=body, timeout=60),
+                range(96),
+            ))
+        assert {r.status_code for r in answers} == {200}
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        labels = {"runner": "support_classifier", "method": "predict_proba"}
+        batches = metric_value(text, "nbento_runner_batch_size_count", labels)
+        assert metric_value(text, "nbento_runner_batch_size_sum", labels) >= 96 * 3
+        assert metric_value(text, "nbento_runner_batch_size_bucket", {**labels, "le": "8.0"}) == batches
+        assert batches < 96 * 3  # batched, and never past 8 rows
+    finally:
+        _stop(pod)
