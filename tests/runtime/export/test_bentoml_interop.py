@@ -413,3 +413,24 @@ def test_yatai_pod_command_serves_the_bento_folder_with_its_config(
         assert batches < 96 * 3  # batched, and never past 8 rows
     finally:
         _stop(pod)
+
+
+def test_entrypoint_runs_nbento_with_options_and_any_other_command(
+    support_bento: Bento, tmp_path: Path
+) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nbento").write_text('#!/bin/sh\necho "nbento $*|$NBENTO_HOME|$NBENTO_CONFIG"\n')
+    (fake / "nbento").chmod(0o755)
+    script = support_bento.path / "env/docker/entrypoint.sh"
+    root = support_bento.path
+
+    def run(*args: str, **env: str) -> str:
+        full = {"PATH": f"{fake}:/usr/bin:/bin", **env}
+        return subprocess.run([str(script), *args], env=full, capture_output=True, text=True,
+                              check=True, timeout=30).stdout.strip()
+
+    served = f"nbento serve {root}/src --host 0.0.0.0 --port"
+    assert run() == f"{served} 3000|{root}|{root}/config.yaml"
+    assert run("--port", "8080", PORT="3001") == f"{served} 3001 --port 8080|{root}|{root}/config.yaml"
+    assert run("sh", "-c", 'echo "$BENTOML_PORT"', PORT="3002") == "3002"
