@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.errors import NbentoError
 from runtime.settings import ServerConfig, load_config, nbento_home
@@ -202,7 +202,7 @@ class Bento:
             info = BentoInfo.from_yaml_dict(yaml.safe_load(file.read_text()))
         except OSError as exc:
             raise NbentoError(f"{path} is not a Bento folder: no readable {BENTO_FILE}") from exc
-        except (yaml.YAMLError, ValidationError, ValueError) as exc:
+        except (yaml.YAMLError, ValueError) as exc:  # pydantic ValidationError is a ValueError
             raise NbentoError(f"cannot read {file}: {exc}") from exc
         return cls(path, info)
 

@@ -26,6 +26,7 @@ from runtime.errors import BuildError
 from runtime.export.bento_store import BentoInfo, BentomlSpec
 from runtime.export.dockerfile import BENTOML_REQUIREMENT
 from runtime.service.definition import ApiSpec, Service
+from runtime.service.sources import SERVICE_MODULE
 from runtime.settings import ServerConfig
 from runtime.store.info import MODEL_FILE, ModelInfo
 
@@ -89,9 +90,8 @@ def render_bentoml_module(
         'versions below. Do not edit: rebuild the Bento instead."""',
         "",
         "import bentoml",
-        "",
-        "from runtime.export.bentoml_bridge import NbentoBridge",
         "@@IMPORTS@@",
+        "from runtime.export.bentoml_bridge import NbentoBridge",
         "",
         f"_nbento = NbentoBridge(__file__, {entry_file!r}, {dict(sorted(pinned.items()))!r})",
         "_svc = _nbento.service_module",
@@ -124,7 +124,7 @@ def render_bentoml_module(
     for _name, spec in sorted(service.apis.items()):
         lines += ["", *_render_api(spec, imports)]
     text = "\n".join(lines) + "\n"
-    text = text.replace("@@IMPORTS@@\n", "".join(f"import {m}\n" for m in sorted(imports.modules)))
+    text = text.replace("@@IMPORTS@@\n", "".join(f"import {m}\n" for m in sorted(imports.modules)) + "\n")
     try:
         ast.parse(text)
     except SyntaxError as exc:  # a bug here, not the user's: say so plainly
@@ -324,7 +324,8 @@ def write_bentoml_files(
 ) -> BentomlSpec:
     """Write the BentoML service module and entrypoint.sh into the Bento at `root`; returns
     the spec-2 keys naming them."""
-    entry_file = info.entry_point.removeprefix("src").lstrip("/") or _single_module(root)
+    # `entry_point: src` is a service named after its folder: src/service.py
+    entry_file = info.entry_point.removeprefix("src").lstrip("/") or SERVICE_MODULE
     module_name = bentoml_module_name(service.name)
     pinned = {r.name: r.model_tag for r in info.runners}
     source = render_bentoml_module(service, entry_file, pinned, config.api_threads)
@@ -334,8 +335,3 @@ def write_bentoml_files(
     script.write_text(render_entrypoint(info.entry_point))
     script.chmod(0o755)
     return bentoml_spec(info, service, config, module_name)
-
-
-def _single_module(root: Path) -> str:
-    """`entry_point: src` means src/service.py (the service named after its folder)."""
-    return "service.py"

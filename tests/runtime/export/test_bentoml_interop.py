@@ -5,6 +5,7 @@ path of the building machine; archives with path tricks are refused."""
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import os
@@ -27,7 +28,9 @@ from runtime.errors import NbentoError
 from runtime.export.bento import build_bento
 from runtime.export.bento_archive import export_bento, import_bento
 from runtime.export.bento_store import BENTO_FILE, Bento, get_bento
+from runtime.export.bentoml_service import render_bentoml_module
 from runtime.export.requirements import strip_front_end
+from runtime.service.definition import load_service
 from runtime.store.info import ModelSignature
 from runtime.store.model_store import ModelStore
 from tests.runtime.bento_fixtures import REPO, copy_example, save_support_classifier
@@ -434,3 +437,45 @@ def test_entrypoint_runs_nbento_with_options_and_any_other_command(
     assert run() == f"{served} 3000|{root}|{root}/config.yaml"
     assert run("--port", "8080", PORT="3001") == f"{served} 3001 --port 8080|{root}|{root}/config.yaml"
     assert run("sh", "-c", 'echo "$BENTOML_PORT"', PORT="3002") == "3002"
+
+
+TYPED_SERVICE = '''\
+from typing import Literal, Optional
+
+import numpy as np
+from pydantic import BaseModel
+
+from runtime import api
+
+SERVICE_NAME = "typed-svc"
+
+
+class Ticket(BaseModel):
+    text: str
+
+
+@api
+def triage(tickets: list[Ticket], top: Optional[int] = None, mode: Literal["fast", "full"] = "fast",
+           weights: np.ndarray | None = None) -> dict[str, list[float]]:
+    """Rank "tickets" \\\\ by priority."""
+    return {"scores": [0.0 for _ in tickets][:top]}
+'''
+
+
+def test_generated_bentoml_api_keeps_the_signature(tmp_path: Path) -> None:
+    (tmp_path / "typed_svc.py").write_text(TYPED_SERVICE)
+    service = load_service(tmp_path / "typed_svc.py")
+    source = render_bentoml_module(service, "typed_svc.py", {"clf": "clf:v1"}, api_threads=6)
+    tree = ast.parse(source)
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert cls.name == "TypedSvc"
+    (method,) = [n for n in cls.body if isinstance(n, ast.AsyncFunctionDef) and n.name == "triage"]
+    assert ast.unparse(method.args) == (
+        "self, tickets: list[_svc.Ticket], top: int | None=None, "
+        "mode: typing.Literal['fast', 'full']='fast', weights: numpy.ndarray | None=None"
+    )
+    assert ast.unparse(method.returns) == "dict[str, list[float]]"  # type: ignore[arg-type]
+    assert ast.get_docstring(method) == 'Rank "tickets" \\ by priority.'
+    assert "threads=6" in source
+    assert "model_clf = bentoml.models.BentoModel('clf:v1')" in source
+    assert "import numpy\nimport typing\n" in source
