@@ -9,6 +9,7 @@ nbento's own keys that would clash with BentoML's are stored as `nbento_service`
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from datetime import datetime
@@ -21,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from runtime.errors import NbentoError
 from runtime.settings import ServerConfig, load_config, nbento_home
 from runtime.tags import Tag, validate_name
+
+log = logging.getLogger("nbento.bentos")
 
 BENTO_FILE = "bento.yaml"
 CONFIG_FILE = "config.yaml"
@@ -215,14 +218,19 @@ def bentos_root() -> Path:
 
 
 def list_bentos(name: str | None = None) -> list[Bento]:
-    """Every stored Bento (or those of `name`), sorted by name then version."""
+    """Every stored Bento (or those of `name`), sorted by name then version. A folder nbento
+    cannot read (a Bento another tool wrote, a damaged bento.yaml) is skipped with a warning:
+    one bad entry must not hide the others."""
     root = bentos_root()
     names = [validate_name(name, "bento name")] if name else _dirs(root)
     found: list[Bento] = []
     for bento_name in names:
         for version in _dirs(root / bento_name):
             if (root / bento_name / version / BENTO_FILE).is_file():
-                found.append(Bento.read(root / bento_name / version))
+                try:
+                    found.append(Bento.read(root / bento_name / version))
+                except NbentoError as exc:
+                    log.warning("skipping %s/%s: %s", bento_name, version, exc)
     return found
 
 

@@ -27,7 +27,7 @@ from runtime.cli import main
 from runtime.errors import NbentoError
 from runtime.export.bento import build_bento
 from runtime.export.bento_archive import export_bento, import_bento
-from runtime.export.bento_store import BENTO_FILE, Bento, get_bento
+from runtime.export.bento_store import BENTO_FILE, Bento, get_bento, list_bentos
 from runtime.export.bentoml_service import render_bentoml_module
 from runtime.export.requirements import strip_front_end
 from runtime.service.definition import load_service
@@ -479,3 +479,15 @@ def test_generated_bentoml_api_keeps_the_signature(tmp_path: Path) -> None:
     assert "threads=6" in source
     assert "model_clf = bentoml.models.BentoModel('clf:v1')" in source
     assert "import numpy\nimport typing\n" in source
+
+
+def test_a_foreign_bento_in_the_store_does_not_hide_the_others(
+    support_bento: Bento, nbento_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    foreign = nbento_home / "bentos" / "echo" / "abc123"
+    foreign.mkdir(parents=True)
+    (foreign / BENTO_FILE).write_text(
+        yaml.safe_dump({"spec": 2, "name": "echo", "version": "abc123", "service": "echo:Echo"})
+    )
+    assert [str(b.tag) for b in list_bentos()] == [str(support_bento.tag)]
+    assert "skipping echo/abc123: " in caplog.text and "not one nbento built" in caplog.text
