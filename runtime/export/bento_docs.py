@@ -46,7 +46,7 @@ def render_readme(bento: Bento) -> str:
         "| `bento.yaml` | the manifest: APIs with their schemas, runners, pinned model tags |",
         "| `src/` | the service code (generated from the notebook) |",
         "| `models/` | the pinned model versions (store layout, with checksums in model.yaml) |",
-        "| `env/python/requirements.txt` | every package, pinned; nbento as a wheel in `wheels/` |",
+        "| `env/python/requirements.txt` | the service's direct dependencies, pinned; nbento as a wheel in `wheels/` |",
         "| `env/docker/Dockerfile` | the image; build context is this folder |",
         "| `env/docker/entrypoint.sh` | the image's entry point (also Yatai's pod command) |",
         *_bentoml_rows(info),
