@@ -115,6 +115,12 @@ class BuildError(NbentoError):
     code = "build_error"
 
 
+class GoldenError(NbentoError):
+    """A golden file cannot be read, or a replay found answers that differ from the notebook's."""
+
+    code = "golden_mismatch"
+
+
 class ContainerEngineUnavailable(NbentoError):
     """No Docker-API engine answered; the message carries the equivalent `docker build`."""
 
@@ -328,7 +334,7 @@ ERROR_CLASSES: dict[str, type[NbentoError]] = {
     cls.code: cls
     for cls in (
         InvalidName, ModelNotFound, ChecksumMismatch, SerializationError,
-        ServiceLoadError, ServiceImportError, SignatureError, BuildError,
+        ServiceLoadError, ServiceImportError, SignatureError, BuildError, GoldenError,
         ContainerEngineUnavailable, ImageBuildFailed, BatchInputError, BatchOutputError,
         WireError, WorkerError, RemoteCallError, RequestTooLarge, QueueFull, RunnerClosed,
         RunnerUnreachable, RunnerNotAvailable, RequestError, InvalidBody, InvalidJSON,

@@ -159,6 +159,23 @@ def _cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_bento(args: argparse.Namespace) -> int:
+    from runtime.export.bento_archive import export_bento
+
+    out = export_bento(args.bento, args.file)
+    print(f"exported Bento {args.bento} to {out} ({human_size(out.stat().st_size)}); "
+          f"BentoML takes it with: bentoml import {out.resolve()}")
+    return 0
+
+
+def _cmd_import_bento(args: argparse.Namespace) -> int:
+    from runtime.export.bento_archive import import_bento
+
+    bento = import_bento(args.file)
+    print(f"imported Bento {bento.tag} into {bento.path}")
+    return 0
+
+
 def _gpu_map(values: list[str] | None) -> dict[str, int]:
     result: dict[str, int] = {}
     for key, value in _pairs(values, "--gpu").items():
@@ -281,7 +298,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v.add_argument("--json", action="store_true", help="machine-readable output")
     v.set_defaults(func=_cmd_verify)
 
-    bentos = sub.add_parser("bentos", help="list, show or delete built Bentos")
+    bentos = sub.add_parser("bentos", help="list, show, delete, export or import built Bentos")
     bsub = bentos.add_subparsers(dest="bentos_command", metavar="ACTION")
     bsub.required = True
     b = bsub.add_parser("list", help="list built Bentos")
@@ -295,6 +312,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     b = bsub.add_parser("delete", help="delete a Bento version from the store")
     b.add_argument("bento", help="NAME:VERSION (NAME alone deletes the latest)")
     b.set_defaults(func=_cmd_delete)
+    b = bsub.add_parser("export", help="write a Bento to a .bento archive (BentoML's layout)")
+    b.add_argument("bento", help="NAME[:VERSION] or a Bento folder")
+    b.add_argument("file", help="the new archive, e.g. NAME.bento")
+    b.set_defaults(func=_cmd_export_bento)
+    b = bsub.add_parser("import", help="add a .bento archive (from nbento or bentoml export)")
+    b.add_argument("file", help="a .bento archive")
+    b.set_defaults(func=_cmd_import_bento)
 
     export = sub.add_parser("export", help="export a Bento for a platform")
     esub = export.add_subparsers(dest="export_target", metavar="TARGET")

@@ -42,6 +42,7 @@ from runtime.export.bento_store import (
     RunnerMethod,
     bentos_root,
 )
+from runtime.export.bentoml_service import finish_for_bentoml
 from runtime.export.dockerfile import DockerOptions, render_dockerfile, serve_command
 from runtime.export.golden import GOLDEN_FILE, Golden, ship_goldens
 from runtime.export.golden_replay import cell_labels, replay_served
@@ -167,11 +168,10 @@ def build_bento(
                 },
             ),
         )
+        info = finish_for_bentoml(tmp, service, info, server_config)
         bento = Bento(tmp, info)
         (tmp / "README.md").write_text(render_readme(bento))
-        (tmp / BENTO_FILE).write_text(
-            yaml.safe_dump(info.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-        )
+        (tmp / BENTO_FILE).write_text(info.to_yaml())
         goldens = ship_goldens(entry.parent, tmp)
         if goldens and replay:
             _replay_goldens(goldens, tmp, entry_point, manifest, report)

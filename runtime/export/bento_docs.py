@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from runtime.export.dockerfile import BENTO_HOME, PORT
 
 if TYPE_CHECKING:
-    from runtime.export.bento_store import Bento
+    from runtime.export.bento_store import Bento, BentoInfo
 
 
 def _example_body(schema: dict[str, object]) -> str:
@@ -21,6 +21,13 @@ def _example_body(schema: dict[str, object]) -> str:
     if kind == "string":
         return json.dumps("text")
     return "{...}"
+
+
+def _bentoml_rows(info: BentoInfo) -> list[str]:
+    if info.bentoml is None:  # built before BentoML interop
+        return []
+    module = info.bentoml.service.split(":")[0]
+    return [f"| `src/{module}.py` | the same APIs for `bentoml serve` (BentoML 1.4) |"]
 
 
 def render_readme(bento: Bento) -> str:
@@ -39,8 +46,10 @@ def render_readme(bento: Bento) -> str:
         "| `bento.yaml` | the manifest: APIs with their schemas, runners, pinned model tags |",
         "| `src/` | the service code (generated from the notebook) |",
         "| `models/` | the pinned model versions (store layout, with checksums in model.yaml) |",
-        "| `env/python/requirements.txt` | every package, pinned; nbento as a wheel in `wheels/` |",
+        "| `env/python/requirements.txt` | the service's direct dependencies, pinned; nbento as a wheel in `wheels/` |",
         "| `env/docker/Dockerfile` | the image; build context is this folder |",
+        "| `env/docker/entrypoint.sh` | the image's entry point (also Yatai's pod command) |",
+        *_bentoml_rows(info),
         "| `config.yaml` | server and batching settings (`NBENTO_CONFIG`) |",
         "| `apis/openapi.yaml` | the HTTP API |",
         "",
@@ -63,7 +72,7 @@ def render_readme(bento: Bento) -> str:
         "",
         "```sh",
         "python -m venv .venv && . .venv/bin/activate",
-        "(cd env/python && pip install -r requirements.txt)",
+        "(cd src && pip install -r ../env/python/requirements.txt)",
         f"NBENTO_HOME=$PWD NBENTO_CONFIG=$PWD/config.yaml nbento serve {info.entry_point} --port {PORT}",
         "```",
         "",

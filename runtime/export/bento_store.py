@@ -1,8 +1,15 @@
 """What a Bento folder is (`bento.yaml` as typed models, the `Bento` handle) and the local
-bento store under `$NBENTO_HOME/bentos/NAME/VERSION/`: list, get, delete."""
+bento store under `$NBENTO_HOME/bentos/NAME/VERSION/`: list, get, delete.
+
+`bento.yaml` is written in BentoML's spec 2 (`spec: 2`, `service: "module:Class"`,
+`entry_service`, `services`, `schema`, `image`, `models[].tag`), so BentoML's tools read it;
+nbento's own keys that would clash with BentoML's are stored as `nbento_service`,
+`nbento_apis` and `nbento_runners`. Files written before that (no `spec`) still read.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from datetime import datetime
@@ -10,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.errors import NbentoError
 from runtime.settings import ServerConfig, load_config, nbento_home
 from runtime.tags import Tag, validate_name
+
+log = logging.getLogger("nbento.bentos")
 
 BENTO_FILE = "bento.yaml"
 CONFIG_FILE = "config.yaml"
@@ -62,6 +71,9 @@ class BentoModel(_Doc):
     framework_version: str | None = None
     size_bytes: int
     model_yaml_sha256: str
+    # BentoML's BentoModelInfo fields besides `tag`
+    module: str | None = None
+    creation_time: datetime | None = None
 
 
 class BentoEnvironment(_Doc):
@@ -75,8 +87,19 @@ class BentoEnvironment(_Doc):
     built_on: dict[str, str] = Field(default_factory=dict)
 
 
+class BentomlSpec(_Doc):
+    """The spec-2 keys BentoML reads to serve, containerize and push the Bento (see
+    runtime/export/bentoml_service.py, which writes the service module they name)."""
+
+    service: str  # "module:Class" inside src/
+    entry_service: str
+    services: list[dict[str, Any]]
+    api_schema: dict[str, Any] = Field(default_factory=dict)  # `schema` on disk
+    image: dict[str, Any] = Field(default_factory=dict)
+
+
 class BentoInfo(_Doc):
-    """`bento.yaml`."""
+    """`bento.yaml` (see the module docstring for the on-disk key names)."""
 
     name: str
     version: str
@@ -94,6 +117,57 @@ class BentoInfo(_Doc):
     environment: BentoEnvironment
     config: str = CONFIG_FILE
     api_server_resources: Resources = Field(default_factory=Resources)
+    bentoml: BentomlSpec | None = None  # None in Bentos built before BentoML interop
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """What `bento.yaml` holds: BentoML's spec-2 keys first, nbento's beside them."""
+        data = self.model_dump(mode="json", exclude={"bentoml"})
+        out: dict[str, Any] = {"name": data.pop("name"), "version": data.pop("version")}
+        if self.bentoml is not None:
+            spec = self.bentoml.model_dump(mode="json")
+            out["spec"] = 2
+            out["service"] = spec["service"]
+            out["entry_service"] = spec["entry_service"]
+            out["services"] = spec["services"]
+            out["schema"] = spec["api_schema"]
+            out["image"] = spec["image"]
+            for old, new in _RENAMED.items():
+                out[new] = data.pop(old)
+        out.update(data)
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_yaml_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_yaml_dict(cls, data: Any) -> BentoInfo:
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a mapping, got {type(data).__name__}")
+        data = dict(data)
+        if data.pop("spec", 1) == 2:
+            if "nbento_service" not in data:
+                raise ValueError(
+                    "a BentoML Bento, not one nbento built (no nbento_service key); serve it "
+                    "with `bentoml serve`"
+                )
+            data["bentoml"] = {
+                "service": data.pop("service"),
+                "entry_service": data.pop("entry_service", ""),
+                "services": data.pop("services", []),
+                "api_schema": data.pop("schema", {}),
+                "image": data.pop("image", {}),
+            }
+            for key in _BENTOML_ONLY:
+                data.pop(key, None)
+            for old, new in _RENAMED.items():
+                data[old] = data.pop(new)
+        return cls.model_validate(data)
+
+
+# nbento's keys whose BentoML namesakes mean something else (spec 2 on disk).
+_RENAMED = {"service": "nbento_service", "apis": "nbento_apis", "runners": "nbento_runners"}
+# Keys BentoML may add when it rewrites bento.yaml (`bentoml import` keeps the file as it is).
+_BENTOML_ONLY = ("bentoml_version", "envs", "args")
 
 
 class Bento:
@@ -128,10 +202,10 @@ class Bento:
     def read(cls, path: Path) -> Bento:
         file = path / BENTO_FILE
         try:
-            info = BentoInfo.model_validate(yaml.safe_load(file.read_text()))
+            info = BentoInfo.from_yaml_dict(yaml.safe_load(file.read_text()))
         except OSError as exc:
             raise NbentoError(f"{path} is not a Bento folder: no readable {BENTO_FILE}") from exc
-        except (yaml.YAMLError, ValidationError) as exc:
+        except (yaml.YAMLError, ValueError) as exc:  # pydantic ValidationError is a ValueError
             raise NbentoError(f"cannot read {file}: {exc}") from exc
         return cls(path, info)
 
@@ -144,14 +218,19 @@ def bentos_root() -> Path:
 
 
 def list_bentos(name: str | None = None) -> list[Bento]:
-    """Every stored Bento (or those of `name`), sorted by name then version."""
+    """Every stored Bento (or those of `name`), sorted by name then version. A folder nbento
+    cannot read (a Bento another tool wrote, a damaged bento.yaml) is skipped with a warning:
+    one bad entry must not hide the others."""
     root = bentos_root()
     names = [validate_name(name, "bento name")] if name else _dirs(root)
     found: list[Bento] = []
     for bento_name in names:
         for version in _dirs(root / bento_name):
             if (root / bento_name / version / BENTO_FILE).is_file():
-                found.append(Bento.read(root / bento_name / version))
+                try:
+                    found.append(Bento.read(root / bento_name / version))
+                except NbentoError as exc:
+                    log.warning("skipping %s/%s: %s", bento_name, version, exc)
     return found
 
 

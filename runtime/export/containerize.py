@@ -32,8 +32,13 @@ def docker_build_command(
 
 
 def _client(base_url: str | None) -> Any:
-    import docker
-    from docker.errors import DockerException
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError as exc:
+        raise ContainerEngineUnavailable(
+            "the docker SDK is not installed (a build-only tool): pip install 'nbento[build]'"
+        ) from exc
 
     where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:

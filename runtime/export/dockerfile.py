@@ -5,6 +5,12 @@ but the last layer: system packages, Python dependencies, models, then source. T
 as a non-root user, serves on 0.0.0.0:3000 with the Bento's config.yaml as `NBENTO_CONFIG`
 (the same file `nbento serve BENTO` reads), and checks `/readyz` with Python (slim images have
 no curl). The build context is the Bento folder itself.
+
+The entry point is `env/docker/entrypoint.sh`: with no command it runs `nbento serve` with the
+Bento's `config.yaml` (`NBENTO_CONFIG`); Yatai's pod command
+(`./env/docker/entrypoint.sh bentoml serve . --production`, `PORT` set) serves the generated
+BentoML service, so the image installs `bentoml` beside the Bento's requirements unless built
+with `--build-arg BENTOML_REQUIREMENT=`.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ BENTO_HOME = "/home/bento"
 CONFIG_FILE = "config.yaml"  # the Bento's settings file (runtime.export.bento_store.CONFIG_FILE)
 PORT = 3000
 UID = 1000
+# The BentoML release the generated BentoML service is tested with (docs/export.md).
+BENTOML_REQUIREMENT = "bentoml==1.4.39"
 
 
 @dataclass(frozen=True)
@@ -27,10 +35,6 @@ class DockerOptions:
 def serve_command(entry: str = "src") -> list[str]:
     """The container's entry point (also what Kubernetes manifests assume)."""
     return ["nbento", "serve", f"{BENTO_HOME}/{entry}", "--host", "0.0.0.0", "--port", str(PORT)]
-
-
-def _json_list(items: list[str]) -> str:
-    return "[" + ", ".join(f'"{item}"' for item in items) + "]"
 
 
 def render_dockerfile(options: DockerOptions) -> str:
@@ -50,7 +54,10 @@ def render_dockerfile(options: DockerOptions) -> str:
         "    PIP_NO_CACHE_DIR=1 \\",
         "    PIP_DISABLE_PIP_VERSION_CHECK=1 \\",
         f"    NBENTO_HOME={BENTO_HOME} \\",
-        f"    NBENTO_CONFIG={BENTO_HOME}/{CONFIG_FILE}",
+        f"    NBENTO_CONFIG={BENTO_HOME}/{CONFIG_FILE} \\",
+        f"    BENTO_PATH={BENTO_HOME} \\",
+        "    BENTOML_HOME=/tmp/bentoml \\",
+        "    BENTOML_DO_NOT_TRACK=true",
         "",
     ]
     if options.system_packages:
@@ -71,10 +78,13 @@ def render_dockerfile(options: DockerOptions) -> str:
         f'    && echo "bento:x:{UID}:" >> /etc/group \\',
         f"    && mkdir -p {BENTO_HOME}",
         "",
-        "# 2. Python dependencies (pinned; nbento itself as a wheel when unreleased)",
-        f"WORKDIR {BENTO_HOME}/env/python",
+        "# 2. Python dependencies (pinned; nbento itself as a wheel when unreleased), and",
+        "# bentoml for Yatai's pod command (empty BENTOML_REQUIREMENT: nbento only)",
+        f'ARG BENTOML_REQUIREMENT="{BENTOML_REQUIREMENT}"',
+        f"WORKDIR {BENTO_HOME}/src",
         f"COPY env/python/ {BENTO_HOME}/env/python/",
-        "RUN python -m pip install --no-cache-dir -r requirements.txt",
+        "RUN python -m pip install --no-cache-dir ${BENTOML_REQUIREMENT} \\",
+        "    -r ../env/python/requirements.txt",
         "",
         "# 3. models (immutable tags; this folder is an NBENTO_HOME store)",
         f"COPY models/ {BENTO_HOME}/models/",
@@ -83,13 +93,14 @@ def render_dockerfile(options: DockerOptions) -> str:
         f"COPY bento.yaml config.yaml README.md {BENTO_HOME}/",
         f"COPY apis/ {BENTO_HOME}/apis/",
         f"COPY src/ {BENTO_HOME}/src/",
+        f"COPY env/docker/ {BENTO_HOME}/env/docker/",
         "",
         f"WORKDIR {BENTO_HOME}",
         f"USER {UID}:{UID}",
         f"EXPOSE {PORT}",
         "HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \\",
         f'    CMD ["python", "-c", "{healthcheck}"]',
-        f"ENTRYPOINT {_json_list(serve_command(options.entry))}",
+        f'ENTRYPOINT ["{BENTO_HOME}/env/docker/entrypoint.sh"]',
         "",
     ]
     return "\n".join(parts)

@@ -26,16 +26,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from runtime.errors import NbentoError
+from runtime.errors import GoldenError
 
 GOLDEN_FILE = "golden.jsonl"
 BENTO_GOLDEN_DIR = "golden"
 REL_TOLERANCE = 1e-6
 ABS_TOLERANCE = 1e-9
-
-
-class GoldenError(NbentoError):
-    """A golden file cannot be read, or a replay found different answers."""
 
 
 class Golden(BaseModel):

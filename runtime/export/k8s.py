@@ -2,8 +2,8 @@
 
 Layouts: single (one Deployment serving APIs and runners in-process), `split_runners` (an API
 server Deployment wired by `NBENTO_RUNNER_MAP` to one Deployment per runner), and `yatai` (a
-`serving.yatai.ai/v2alpha1` BentoDeployment, see `k8s_yatai.py`). The notebook, CLI and panel
-call `write_manifests(bento, K8sOptions(...))`.
+`serving.yatai.ai/v2alpha1` BentoDeployment and the BentoRequest it needs, see `k8s_yatai.py`).
+The notebook, CLI and panel call `write_manifests(bento, K8sOptions(...))`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from runtime.export.k8s_options import (
     mebibytes,
     millicores,
 )
-from runtime.export.k8s_yatai import render_bento_deployment
+from runtime.export.k8s_yatai import render_yatai
 from runtime.settings import ServerConfig, resolve_settings
 
 Doc = dict[str, Any]
@@ -281,10 +281,7 @@ def render_manifests(bento: Bento, options: K8sOptions) -> dict[str, list[Doc]]:
     """File name -> the documents it holds (kustomization.yaml included)."""
     options.check(bento)
     if options.yatai:
-
-        files: dict[str, list[Doc]] = {
-            "bentodeployment.yaml": [render_bento_deployment(bento, options)]
-        }
+        files: dict[str, list[Doc]] = render_yatai(bento, options)
     else:
         files = _plain_layout(bento, options)
     kustomization: Doc = {

@@ -69,7 +69,10 @@ class K8sOptions:
                 f"replicas={self.replicas} min={low} max={self.max_replicas}"
             )
         if self.yatai and self.split_runners:
-            raise BuildError("--yatai already deploys runners separately; drop --split-runners")
+            raise BuildError(
+                "--yatai runs the runners inside the one pod Yatai deploys (how it serves "
+                "BentoML >= 1.2 Bentos); drop --split-runners"
+            )
         if self.namespace is not None and not _DNS_LABEL.fullmatch(self.namespace):
             raise BuildError(f"--namespace {self.namespace!r} is not a DNS-1123 label")
 

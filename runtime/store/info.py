@@ -1,5 +1,10 @@
 """What `model.yaml` holds: one stored version's metadata, read and written by the store, the
-serializers and the tar transfer alike."""
+serializers and the tar transfer alike.
+
+The file carries BentoML's model schema beside nbento's (`api_version`, `context`,
+`batch_dim` as an `[input, output]` pair), so a `models/` folder is both an nbento store and a
+BentoML store; nbento reads files written before that and files BentoML wrote alike.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ from datetime import datetime
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MODEL_FILE = "model.yaml"
+# BentoML's model.yaml schema version (bentoml/_internal/models/model.py writes "v1"/"v2").
+BENTOML_API_VERSION = "v1"
 
 
 class ModelSignature(BaseModel):
@@ -22,6 +29,20 @@ class ModelSignature(BaseModel):
     input_spec: Any = None
     output_spec: Any = None
     description: str | None = None
+
+    @field_validator("batch_dim", mode="before")
+    @classmethod
+    def _one_dim(cls, value: Any) -> Any:
+        """BentoML writes `[input_dim, output_dim]`; nbento batches inputs and outputs along
+        one dimension, so a pair must agree."""
+        if isinstance(value, (list, tuple)):
+            if len(value) != 2 or value[0] != value[1]:
+                raise ValueError(
+                    f"batch_dim {list(value)!r}: nbento batches inputs and outputs along the "
+                    f"same dimension; save the model with one batch_dim"
+                )
+            return value[0]
+        return value
 
 
 class Framework(BaseModel):
@@ -62,5 +83,30 @@ class ModelInfo(BaseModel):
     files: dict[str, str]
     provenance: Provenance = Field(default_factory=Provenance)
 
+    def bentoml_fields(self) -> dict[str, Any]:
+        """The keys BentoML requires that nbento's own fields do not already give it
+        (`context`, `api_version`), and `signatures` in BentoML's shape."""
+        framework_versions = {self.framework.name: self.framework.version} if self.framework.version else {}
+        signatures: dict[str, Any] = {}
+        for method, sig in self.signatures.items():
+            entry: dict[str, Any] = {"batchable": sig.batchable}
+            if sig.batchable:
+                entry["batch_dim"] = [sig.batch_dim, sig.batch_dim]
+            for key in ("input_spec", "output_spec", "description"):
+                if getattr(sig, key) is not None:
+                    entry[key] = getattr(sig, key)
+            signatures[method] = entry
+        return {
+            "api_version": BENTOML_API_VERSION,
+            "context": {
+                "framework_name": self.framework.name,
+                "framework_versions": framework_versions,
+                "python_version": self.python_version,
+            },
+            "signatures": signatures,
+        }
+
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+        data = self.model_dump(mode="json")
+        data.update(self.bentoml_fields())
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

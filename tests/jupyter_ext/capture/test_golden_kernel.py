@@ -65,7 +65,7 @@ def test_recorded_answers_build_and_a_drifted_module_is_refused(
     ]
     capsys.readouterr()
     assert main(["build", str(folder)]) == 0, capsys.readouterr().err
-    assert "2 golden answer(s) replayed against http://127.0.0.1:" in capsys.readouterr().out
+    assert "2 golden answer(s) replayed against http://127.0.0.1:" in capsys.readouterr().err
 
     module = folder / "service.py"
     module.write_text(module.read_text().replace("SCALE = 2.0", "SCALE = 3.0"))

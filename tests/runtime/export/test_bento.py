@@ -54,6 +54,8 @@ def test_build_writes_the_bento_tree(toy: Path, nbento_home: Path) -> None:
         "env/python/requirements.txt",
         "src/service.py",
         "src/helpers.py",  # imported by service.py
+        "src/toy_bentoml.py",  # the same APIs as a BentoML service
+        "env/docker/entrypoint.sh",
         f"models/toy_clf/{version}/model.yaml",
         f"models/toy_clf/{version}/model.skops",
     }
@@ -64,19 +66,20 @@ def test_build_writes_the_bento_tree(toy: Path, nbento_home: Path) -> None:
     assert files - expected - set(wheels) == set()
 
     info = yaml.safe_load((bento.path / BENTO_FILE).read_text())
-    assert info["service"] == "toy"
+    assert info["nbento_service"] == "toy"
+    assert info["spec"] == 2 and info["service"] == "toy_bentoml:Toy"
     assert info["entry_point"] == "src"
     assert info["labels"] == {"team": "support"}
     assert info["nbento_version"] == metadata.version("nbento")
     assert info["python_version"] == f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert info["apis"][0]["name"] == "classify"
-    assert info["apis"][0]["input_schema"] == {
+    assert info["nbento_apis"][0]["name"] == "classify"
+    assert info["nbento_apis"][0]["input_schema"] == {
         "type": "object",
         "properties": {"texts": {"items": {"type": "string"}, "type": "array"}},
         "required": ["texts"],
         "additionalProperties": False,
     }
-    runner = info["runners"][0]
+    runner = info["nbento_runners"][0]
     assert runner["model_tag"] == str(model.tag)
     assert runner["methods"]["predict"]["batchable"] is True
     assert runner["methods"]["predict"]["batching"]["max_batch_size"] == 32
@@ -100,7 +103,7 @@ def test_latest_is_resolved_and_never_ships(toy: Path) -> None:
     for model_yaml in (bento.path / "models").rglob("model.yaml"):
         assert ":latest" not in model_yaml.read_text()
     info = yaml.safe_load((bento.path / BENTO_FILE).read_text())
-    tags = [info["runners"][0]["model_tag"], *(m["tag"] for m in info["models"])]
+    tags = [info["nbento_runners"][0]["model_tag"], *(m["tag"] for m in info["models"])]
     assert tags == [str(newest.tag)] * 2
     # Exactly the pinned version is in the Bento's store, so `latest` in the code can only
     # mean that version when the Bento is NBENTO_HOME.
@@ -126,18 +129,20 @@ def test_requirements_are_pinned_to_this_environment(toy: Path) -> None:
     lines = [ln for ln in text.splitlines() if ln and not ln.startswith(("#", "--"))]
     pins = {}
     for line in lines:
-        if line.startswith("./wheels/"):
+        if line.startswith("../env/python/wheels/"):
             continue
         assert PIN.match(line), line
         name, _, rest = line.partition("==")
         pins[name] = rest.split()[0]
-    # imported by the code, the model's framework and its file format, and nbento's own deps
-    for dist in ("numpy", "scikit-learn", "skops", "fastapi", "uvicorn", "pydantic"):
+    # imported by the code, the model's framework and its file format; nothing else, so the
+    # file co-installs with bentoml (nbento's own dependencies come from its wheel's metadata)
+    for dist in ("numpy", "scikit-learn", "skops"):
         assert pins[dist] == metadata.version(dist), dist
+    assert set(pins) == {"numpy", "scikit-learn", "skops"}
     assert "nbento" not in pins  # shipped as a wheel instead
-    wheel_lines = [ln for ln in lines if ln.startswith("./wheels/")]
+    wheel_lines = [ln for ln in lines if ln.startswith("../env/python/wheels/")]
     assert len(wheel_lines) == 1
-    wheel = bento.path / "env/python" / wheel_lines[0]
+    wheel = bento.path / "src" / wheel_lines[0]
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
     assert "runtime/__init__.py" in names and "runtime/export/bento.py" in names
@@ -154,7 +159,8 @@ def test_dockerfile_orders_layers_and_passes_hadolint(toy: Path) -> None:
     assert order == sorted(order)
     assert "USER 1000:1000" in dockerfile and "EXPOSE 3000" in dockerfile
     assert "/readyz" in dockerfile.split("HEALTHCHECK", 1)[1]
-    assert 'ENTRYPOINT ["nbento", "serve", "/home/bento/src", "--host", "0.0.0.0"' in dockerfile
+    assert 'ENTRYPOINT ["/home/bento/env/docker/entrypoint.sh"]' in dockerfile
+    assert "NBENTO_CONFIG=/home/bento/config.yaml" in dockerfile
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "hadolint"), "--format", "json", "-"],
         input=dockerfile,
@@ -171,7 +177,9 @@ def test_include_exclude_and_bentoignore(toy: Path) -> None:
     (toy / ".bentoignore").write_text("# no parquet\n*.parquet\n")
     bento = build_bento(toy, include=["data/*", "notes.txt"], exclude=["notes.txt"])
     files = {f for f in _files(bento.path) if f.startswith("src/")}
-    assert files == {"src/service.py", "src/helpers.py", "src/data/labels.csv"}
+    assert files == {
+        "src/service.py", "src/helpers.py", "src/data/labels.csv", "src/toy_bentoml.py"
+    }
     with pytest.raises(BuildError, match="matched no file"):
         build_bento(toy, include=["dat/*.csv"])
 
@@ -288,7 +296,7 @@ def test_build_from_the_support_tickets_notebook(tmp_path: Path) -> None:
     assert runner.name == "support_classifier"
     assert {m for m, s in runner.methods.items() if s.batchable} == {"predict", "predict_proba"}
     src = {f for f in _files(bento.path) if f.startswith("src/")}
-    assert src == {"src/service.py", "src/service.yaml"}
+    assert src == {"src/service.py", "src/service.yaml", "src/support_tickets_bentoml.py"}
     assert ":latest" not in (bento.path / BENTO_FILE).read_text()
     reqs = (bento.path / "env/python/requirements.txt").read_text()
     assert f"scikit-learn=={metadata.version('scikit-learn')}" in reqs

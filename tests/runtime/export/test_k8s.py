@@ -29,12 +29,13 @@ from runtime.errors import BuildError
 from runtime.export.bento import build_bento
 from runtime.export.bento_store import Bento
 from runtime.export.k8s import render_manifests, write_manifests
-from runtime.export.k8s_options import K8sOptions, SecretEnv, dns_name
+from runtime.export.k8s_options import K8sOptions, SecretEnv, dns_name, mebibytes, millicores
 from tests.runtime.bento_fixtures import save_toy_model, write_toy_service
 
 CRD = Path(__file__).parent / "k8s" / "bentodeployment-crd.yaml"
+REQUEST_CRD = Path(__file__).parent / "k8s" / "bentorequest-crd.yaml"
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
-CUSTOM_KINDS = {"BentoDeployment", "ServiceMonitor", "Kustomization"}
+CUSTOM_KINDS = {"BentoDeployment", "BentoRequest", "ServiceMonitor", "Kustomization"}
 
 
 def _newest_k8s() -> str:
@@ -74,8 +75,8 @@ def bento(tmp_path: Path) -> Bento:
     return build_bento(svc)
 
 
-def _crd_validator() -> jsonschema.Draft202012Validator:
-    crd = yaml.safe_load(CRD.read_text())
+def _crd_validator(path: Path = CRD) -> jsonschema.Draft202012Validator:
+    crd = yaml.safe_load(path.read_text())
     schema = copy.deepcopy(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
 
     def close(node: Any) -> None:  # Kubernetes prunes unknown fields; make them errors here
@@ -101,8 +102,9 @@ def _crd_validator() -> jsonschema.Draft202012Validator:
 def _validate(files: dict[str, list[dict[str, Any]]]) -> None:
     for filename, docs in files.items():
         for doc in docs:
-            if doc["kind"] == "BentoDeployment":
-                errors = [e.message for e in _crd_validator().iter_errors(doc)]
+            if doc["kind"] in ("BentoDeployment", "BentoRequest"):
+                crd = CRD if doc["kind"] == "BentoDeployment" else REQUEST_CRD
+                errors = [e.message for e in _crd_validator(crd).iter_errors(doc)]
                 assert errors == [], (filename, errors)
             elif doc["kind"] not in CUSTOM_KINDS:
                 for version in K8S_VERSIONS:
@@ -222,21 +224,33 @@ def test_split_layout(bento: Bento) -> None:
     assert len(set(selectors)) == 3
 
 
-def test_yatai_bento_deployment_matches_the_crd(bento: Bento) -> None:
+def test_yatai_bento_request_and_deployment_match_their_crds(bento: Bento) -> None:
     files = render_manifests(
         bento, K8sOptions(yatai=True, gpu={"toy_clf": 2}, min_replicas=1, max_replicas=4)
     )
     _validate(files)
+    (request,) = files["bentorequest.yaml"]
     (doc,) = files["bentodeployment.yaml"]
+    assert request["spec"]["bentoTag"] == str(bento.tag)
+    assert [m["tag"] for m in request["spec"]["models"]] == [m.tag for m in bento.info.models]
+    # the deployment serves the Bento resource the image builder makes from the request
+    assert doc["spec"]["bento"] == request["metadata"]["name"]
     assert doc["apiVersion"] == "serving.yatai.ai/v2alpha1"
-    runners = {r["name"]: r for r in doc["spec"]["runners"]}
-    assert runners["toy_clf"]["resources"]["requests"]["gpu"] == "2"
-    assert "gpu" not in runners["Score_Model"]["resources"]["requests"]
-    assert runners["toy_clf"]["autoscaling"]["maxReplicas"] == 4
-    # the CRD check can fail: a misspelled key is reported
+    # one pod holds the API server and every runner: their resources add up
+    parts = [bento.info.api_server_resources, *(r.resources for r in bento.info.runners)]
+    requests = doc["spec"]["resources"]["requests"]
+    assert requests["cpu"] == f"{sum(millicores(p.cpu) for p in parts)}m"
+    assert requests["memory"] == f"{sum(mebibytes(p.memory) for p in parts)}Mi"
+    assert requests["gpu"] == "2"
+    assert "runners" not in doc["spec"]  # runner overrides exist only for legacy Bentos
+    assert doc["spec"]["autoscaling"]["maxReplicas"] == 4
+    # the CRD checks can fail: a misspelled key and a missing tag are reported
     broken = copy.deepcopy(doc)
-    broken["spec"]["runners"][0]["autoscalling"] = {}
+    broken["spec"]["autoscalling"] = {}
     assert list(_crd_validator().iter_errors(broken))
+    broken_request = copy.deepcopy(request)
+    del broken_request["spec"]["bentoTag"]
+    assert list(_crd_validator(REQUEST_CRD).iter_errors(broken_request))
 
 
 def test_invalid_manifest_is_caught_by_the_validators(bento: Bento) -> None:
@@ -293,7 +307,7 @@ def test_cli_export_renders_with_kubectl_kustomize(
     kinds = {d["kind"] for d in rendered}
     _validate({"rendered": [d for d in rendered if d["kind"] not in {"ServiceMonitor"}]})
     if "--yatai" in flags:
-        assert kinds == {"BentoDeployment"}
+        assert kinds == {"BentoDeployment", "BentoRequest"}
 
 
 def test_write_manifests_for_the_panel(bento: Bento, tmp_path: Path) -> None:
