@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -59,6 +60,12 @@ class NbentoBridge:
     @property
     def service_module(self) -> ModuleType:
         return self.service.module
+
+    def hint(self, api: str, name: str) -> Any:
+        """The type hint of parameter `name` (or the return type, `name="return"`) of API `api`
+        as the service module wrote it, constraints (`Annotated[..., Field(...)]`) included, so
+        BentoML validates what nbento's server validates."""
+        return typing.get_type_hints(self.service.apis[api].func, include_extras=True)[name]
 
     def use_models(self, models: Mapping[str, Any]) -> None:
         """Point nbento's store at the folder BentoML resolved the pinned models in (the

@@ -144,14 +144,14 @@ def _render_api(spec: ApiSpec, imports: _Imports) -> list[str]:
             )
         text = param.name
         if param.annotation is not param.empty:
-            text += f": {imports.annotation(param.annotation, spec.name)}"
+            text += f": {_hint_text(spec, param.name, param.annotation, imports)}"
         if param.default is not param.empty:
             text += f" = {_literal(param.default, spec.name, param.name)}"
         params.append(text)
         names.append(param.name)
     returns = ""
     if signature.return_annotation is not signature.empty:
-        returns = f" -> {imports.annotation(signature.return_annotation, spec.name)}"
+        returns = f" -> {_hint_text(spec, 'return', signature.return_annotation, imports)}"
     doc = _docstring(spec.doc or f"nbento API {spec.name!r}")
     kwargs = "{" + ", ".join(f"{n!r}: {n}" for n in names) + "}"
     return [
@@ -160,6 +160,21 @@ def _render_api(spec: ApiSpec, imports: _Imports) -> list[str]:
         f"        {doc}",
         f"        return await _nbento.call({spec.name!r}, {kwargs})",
     ]
+
+
+def _hint_text(spec: ApiSpec, name: str, ann: Any, imports: _Imports) -> str:
+    """Source text for a hint: written out when it is plain types; a hint carrying constraints
+    (`Annotated[list[str], Field(min_length=1)]`) is read from the service module at import
+    time instead, so BentoML enforces the same constraints as nbento."""
+    if _has_annotated(ann):
+        return f"_nbento.hint({spec.name!r}, {name!r})"
+    return imports.annotation(ann, spec.name)
+
+
+def _has_annotated(ann: Any) -> bool:
+    if typing.get_origin(ann) is typing.Annotated:
+        return True
+    return any(_has_annotated(arg) for arg in typing.get_args(ann) if not isinstance(arg, str))
 
 
 def _docstring(text: str) -> str:

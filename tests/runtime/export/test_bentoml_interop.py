@@ -100,7 +100,8 @@ def test_bento_yaml_carries_both_schemas_and_old_files_still_read(support_bento:
     assert raw["image"]["build_include"] == ["support_tickets_bentoml.py"]
     module = (support_bento.path / "src" / "support_tickets_bentoml.py").read_text()
     assert f"bentoml.models.BentoModel({raw['models'][0]['tag']!r})" in module
-    assert "async def classify(self, texts: list[str]) -> dict:" in module
+    # the example's constrained parameter is read from the service module, constraints included
+    assert "async def classify(self, texts: _nbento.hint('classify', 'texts')) -> dict:" in module
     assert "threads=" in module
 
     # A bento.yaml written before spec 2 (nbento's keys under their old names) still reads.
