@@ -176,7 +176,7 @@ class HttpGuard:
     def _site_refusal(self, host: str | None, origin: str | None) -> Forbidden | None:
         if self.loopback or self.allowed_hosts:
             name = host_name(host) if host else ""
-            local = self.loopback and is_loopback(name)
+            local = is_loopback(name)  # this machine's own names are never a rebinding
             if not local and not _matches(name, self.allowed_hosts):
                 where = "a loopback address" if self.loopback else "this address"
                 return Forbidden(
@@ -186,7 +186,7 @@ class HttpGuard:
                 )
         if origin is not None and (self.loopback or self.allowed_origins):
             origin_host = _origin_host(origin)
-            local = self.loopback and origin_host is not None and is_loopback(origin_host)
+            local = origin_host is not None and is_loopback(origin_host)
             if not local and origin.strip().lower().rstrip("/") not in self.allowed_origins:
                 return Forbidden(
                     f"requests from web pages of Origin {origin!r} are not served (a cross-site "
