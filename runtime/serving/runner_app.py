@@ -5,8 +5,9 @@ meet. Bodies are `runtime.serving.wire` (msgpack with ndarray extensions), never
     POST /_runner/{method}   body: wire {"args": [...], "kwargs": {...}} -> wire result
 
 The body is capped (`RUNNER_BODY_FACTOR` x `max_body_bytes`: an API request's rows can grow on
-their way, text to vectors) and read with the same timeout as API bodies. A 500's message is
-shown only with `--dev`; otherwise the API server gets the class and the runner's error id.
+their way, text to vectors) and read with the same timeout as API bodies. The message of an
+unexpected exception (what a model or library raised) is shown only with `--dev`; otherwise the
+API server gets its class and the runner's error id.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import logging
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from runtime.errors import BodyTooLarge, InvalidBody, RequestTimeout, WireError
+from runtime.errors import (
+    BodyTooLarge,
+    InvalidBody,
+    NbentoError,
+    RemoteCallError,
+    RequestTimeout,
+    WireError,
+)
 from runtime.serving import wire
 from runtime.serving.app import read_body, with_close
 from runtime.serving.error_body import error_response, install_error_handlers
@@ -65,8 +73,12 @@ def runner_app(pool: RunnerPool, name: str, config: ServerConfig | None = None) 
             result = await pool.get(name).acall(method, args, kwargs)
             return Response(wire.encode(result), media_type=wire.CONTENT_TYPE)
         except Exception as exc:
+            # Our own errors' messages are written to be shown (the API server rebuilds them as
+            # the same class); what a model or library raised is shown only with --dev.
+            ours = isinstance(exc, NbentoError) and not isinstance(exc, RemoteCallError)
             answer = error_response(
-                exc, where=f"runner '{name}' method '{method}'", log=log, internals=config.dev
+                exc, where=f"runner '{name}' method '{method}'", log=log,
+                internals=config.dev or ours,
             )
             if isinstance(exc, BodyTooLarge | RequestTimeout):
                 answer = with_close(answer)

@@ -138,9 +138,11 @@ def test_public_metrics_and_docs_by_setting(root: Path, tmp_path: Path) -> None:
 
 def test_a_bad_token_file_stops_the_start(root: Path, tmp_path: Path) -> None:
     env = {"NBENTO_HOME": str(root / "home"), "NBENTO_API_TOKEN_FILE": str(tmp_path / "missing")}
-    with pytest.raises(RuntimeError, match="NBENTO_API_TOKEN_FILE=.*cannot read"):
-        with running_server(root / "svc", env=env, timeout=60):
-            pass
+    with (
+        pytest.raises(RuntimeError, match=r"NBENTO_API_TOKEN_FILE=.*cannot read"),
+        running_server(root / "svc", env=env, timeout=60),
+    ):
+        pass
 
 
 def test_the_panel_call_sends_the_token(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> None:
