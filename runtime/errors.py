@@ -289,6 +289,36 @@ class ValidationFailed(RequestError):
         return cls(text, problems[0][0], problems)
 
 
+class Unauthorized(RequestError):
+    """The server requires the API token (`NBENTO_API_TOKEN`) and the request did not carry it
+    as `Authorization: Bearer <token>`, or carried another one."""
+
+    status = 401
+    code = "unauthorized"
+
+    def http_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="nbento"'}
+
+
+class Forbidden(RequestError):
+    """A request from somewhere this server does not answer: a `Host` or `Origin` that is not
+    local on a loopback bind (DNS rebinding, a web page posting to the notebook's server), or
+    not in the configured allow-list."""
+
+    status = 403
+    code = "forbidden"
+
+
+class RequestTimeout(RequestError):
+    """The client stopped sending the body half-way (no data for `http.read_timeout_s`)."""
+
+    status = 408
+    code = "request_timeout"
+
+    def http_headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
+
+
 class NotFound(RequestError):
     """No route for this path; the message lists what the server does have."""
 
@@ -338,8 +368,8 @@ ERROR_CLASSES: dict[str, type[NbentoError]] = {
         ContainerEngineUnavailable, ImageBuildFailed, BatchInputError, BatchOutputError,
         WireError, WorkerError, RemoteCallError, RequestTooLarge, QueueFull, RunnerClosed,
         RunnerUnreachable, RunnerNotAvailable, RequestError, InvalidBody, InvalidJSON,
-        BodyTooLarge, UnsupportedMediaType, ValidationFailed, NotFound, MethodNotAllowed,
-        HttpError,
+        BodyTooLarge, UnsupportedMediaType, ValidationFailed, Unauthorized, Forbidden,
+        RequestTimeout, NotFound, MethodNotAllowed, HttpError,
     )
 }
 """Every error class by the `type` its HTTP body carries, so an API server rebuilds a remote

@@ -33,7 +33,10 @@ log = logging.getLogger("nbento.settings")
 
 ENV_PREFIX = "NBENTO_"
 # NBENTO_* variables that are not server settings (read elsewhere).
-NOT_SETTINGS = frozenset({"NBENTO_HOME", "NBENTO_CONFIG", "NBENTO_TIMING", "NBENTO_TEST_CACHE"})
+NOT_SETTINGS = frozenset({
+    "NBENTO_HOME", "NBENTO_CONFIG", "NBENTO_TIMING", "NBENTO_TEST_CACHE", "NBENTO_LOG_LEVEL",
+    "NBENTO_API_TOKEN", "NBENTO_API_TOKEN_FILE",
+})
 # Listen address, dev mode, reload and the runner map belong to one deployment, not to a Bento.
 DEPLOYMENT_KEYS = frozenset({"host", "port", "dev", "reload", "runner_map"})
 
@@ -95,6 +98,32 @@ class RunnerConfig(_Strict):
         return _batching(merged, f"runner '{self._name}', {what}" if self._name else what)
 
 
+class HttpConfig(_Strict):
+    """Who may call the server, and how much and how long it reads (docs/security.md). The API
+    token itself comes from the environment (`NBENTO_API_TOKEN`, `NBENTO_API_TOKEN_FILE`)."""
+
+    public_metrics: bool = Field(False, description="/metrics answers without the API token")
+    public_docs: bool = Field(
+        False, description="/docs and /openapi.json answer without the API token"
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names answered besides localhost ones ('*.example.com', '*': any); "
+        "empty: loopback binds answer localhost names only, other binds any name",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) answered besides localhost ones; empty: "
+        "loopback binds refuse foreign Origins, other binds do not check",
+    )
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="request line + headers")
+    max_headers: int = Field(100, ge=8, description="header lines per request")
+    read_timeout_s: float = Field(
+        30.0, gt=0, description="longest wait for the rest of the headers or the next body chunk"
+    )
+    keep_alive_s: int = Field(5, ge=1, description="an idle keep-alive connection is closed after")
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=0, le=65535)
@@ -110,7 +139,8 @@ class ServerConfig(_Strict):
     # how many requests can be in one batch at once.
     api_threads: int = Field(128, ge=1)
     # Connections + requests served at once before uvicorn answers 503 (None: no limit).
-    limit_concurrency: int | None = Field(None, ge=1)
+    limit_concurrency: int | None = Field(1000, ge=1)
+    http: HttpConfig = Field(default_factory=lambda: HttpConfig.model_validate({}))
     # The layers this config was resolved from, in precedence order, with where each came from.
     _layers: tuple[ServerConfig, ...] = PrivateAttr(default=())
     _sources: tuple[str, ...] = PrivateAttr(default=())

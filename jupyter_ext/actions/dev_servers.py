@@ -18,6 +18,7 @@ import httpx
 from jupyter_ext.actions.kernel_server import KernelServer, free_port
 from jupyter_ext.actions.metrics_summary import MetricsHistory, parse_metrics, totals
 from runtime.errors import NbentoError
+from runtime.serving.auth import auth_headers
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -65,7 +66,9 @@ class DevServer:
     def fetch_metrics(self, timeout: float = 2.0) -> dict[str, Any] | None:
         """Scrape `/metrics` once, add a chart point, return since-start totals."""
         try:
-            response = httpx.get(f"{self.url}/metrics", timeout=timeout, trust_env=False)
+            response = httpx.get(
+                f"{self.url}/metrics", timeout=timeout, trust_env=False, headers=auth_headers()
+            )
             response.raise_for_status()
         except httpx.HTTPError:
             return None
@@ -211,12 +214,16 @@ class DevServers:
 
 
 def call_api(url: str, api: str, body: Any, timeout: float = 60.0) -> dict[str, Any]:
-    """POST a JSON body to one API of the server at `url`; the answer with status and latency."""
+    """POST a JSON body to one API of the server at `url`; the answer with status and latency.
+    Sends the API token (`NBENTO_API_TOKEN` / `NBENTO_API_TOKEN_FILE`) when this process has it."""
     if not api.isidentifier():
         raise NbentoError(f"API names are Python identifiers, got {api!r}")
+    headers = auth_headers()
     started = time.perf_counter()
     try:
-        response = httpx.post(f"{url}/{api}", json=body, timeout=timeout, trust_env=False)
+        response = httpx.post(
+            f"{url}/{api}", json=body, timeout=timeout, trust_env=False, headers=headers
+        )
     except httpx.HTTPError as exc:
         raise NbentoError(f"could not reach {url}/{api}: {exc}") from exc
     latency_ms = (time.perf_counter() - started) * 1000
@@ -231,7 +238,9 @@ def api_forms(url: str, timeout: float = 5.0) -> list[dict[str, Any]]:
     """The server's APIs from `/openapi.json`, each with its request schema and an example body
     built from that schema (what Try it pre-fills)."""
     try:
-        response = httpx.get(f"{url}/openapi.json", timeout=timeout, trust_env=False)
+        response = httpx.get(
+            f"{url}/openapi.json", timeout=timeout, trust_env=False, headers=auth_headers()
+        )
         response.raise_for_status()
         spec = response.json()
     except (httpx.HTTPError, ValueError) as exc:

@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 
 from runtime.errors import NbentoError
+from runtime.serving.auth import auth_headers
 
 LOG_NAME = "server.log"
 _PR_SET_PDEATHSIG = 1
@@ -83,7 +84,8 @@ class KernelServer:
         self.host = host
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = folder / LOG_NAME
-        self._client = httpx.Client(timeout=5.0, trust_env=False)
+        # the token, when set, is in the server's environment too (it inherits ours)
+        self._client = httpx.Client(timeout=5.0, trust_env=False, headers=auth_headers())
 
     @property
     def url(self) -> str:

@@ -205,6 +205,7 @@ def _cmd_export_k8s(args: argparse.Namespace) -> int:
         service_monitor=args.service_monitor,
         pdb=args.pdb,
         secret_env=[SecretEnv.parse(s) for s in args.secret_env or []],
+        api_token_secret=args.api_token_secret,
     )
     written = write_manifests(bento, options)
     print(f"wrote {len(written)} files for {bento.tag} into {written[0].parent}:")
@@ -341,6 +342,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="append",
         metavar="ENV=SECRET:KEY",
         help="environment variable from a Secret (repeatable)",
+    )
+    k.add_argument(
+        "--api-token-secret",
+        metavar="SECRET[:KEY]",
+        help="require an API token, read as NBENTO_API_TOKEN from this Secret (key default "
+        "'token') by the API server and its runners",
     )
     k.set_defaults(func=_cmd_export_k8s)
 

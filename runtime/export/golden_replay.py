@@ -45,6 +45,7 @@ from runtime.export.golden import (
     read_goldens,
 )
 from runtime.service.sources import SERVICE_MODULE, resolve_source
+from runtime.serving.auth import auth_headers
 
 _URL = re.compile(r"nbento: serving .* at (http://\S+) \(")
 START_TIMEOUT_S = 180.0
@@ -99,7 +100,7 @@ class ReplayReport:
 def replay(goldens: Sequence[Golden], url: str, *, timeout: float = 60.0) -> ReplayReport:
     """POST every golden request to `url` and compare the answers."""
     report = ReplayReport(url=url, total=len(goldens))
-    with httpx.Client(timeout=timeout, trust_env=False) as client:
+    with httpx.Client(timeout=timeout, trust_env=False, headers=auth_headers()) as client:
         for golden in goldens:
             try:
                 response = client.post(f"{url}/{golden.api}", json=golden.request)

@@ -4,6 +4,11 @@ Layouts: single (one Deployment serving APIs and runners in-process), `split_run
 server Deployment wired by `NBENTO_RUNNER_MAP` to one Deployment per runner), and `yatai` (a
 `serving.yatai.ai/v2alpha1` BentoDeployment and the BentoRequest it needs, see `k8s_yatai.py`).
 The notebook, CLI and panel call `write_manifests(bento, K8sOptions(...))`.
+
+`api_token_secret` (`--api-token-secret SECRET[:KEY]`) gives every server container, the split
+layout's runners included, `NBENTO_API_TOKEN` from that Secret: clients then need
+`Authorization: Bearer <token>`, and the API server sends it to its runners. The ServiceMonitor
+scrapes `/metrics` with the same Secret.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from runtime.export.bento_store import Bento, Resources
 from runtime.export.dockerfile import BENTO_HOME, PORT, UID, serve_command
 from runtime.export.k8s_options import (
     K8sOptions,
+    SecretEnv,
     autoscaling,
     dns_name,
     mebibytes,
@@ -31,6 +37,36 @@ from runtime.settings import ServerConfig, resolve_settings
 Doc = dict[str, Any]
 CONFIG_DIR = "/etc/nbento"
 MANAGED_BY = "nbento"
+TOKEN_ENV = "NBENTO_API_TOKEN"  # runtime.serving.auth.TOKEN_ENV (export does not import serving)
+DEFAULT_TOKEN_KEY = "token"
+
+
+def api_token_env(secret: str) -> SecretEnv:
+    """`SECRET[:KEY]` as the `NBENTO_API_TOKEN` variable read from that Secret (key `token` by
+    default), e.g. made with `kubectl create secret generic api-token --from-literal=token=...`."""
+    name, _, key = secret.partition(":")
+    try:
+        return SecretEnv.parse(f"{TOKEN_ENV}={name}:{key or DEFAULT_TOKEN_KEY}")
+    except BuildError:
+        raise BuildError(
+            f"--api-token-secret {secret!r} must name a Secret, optionally with its key: "
+            f"SECRET or SECRET:KEY (key default '{DEFAULT_TOKEN_KEY}'), e.g. api-token:token"
+        ) from None
+
+
+def _with_api_token(options: K8sOptions) -> K8sOptions:
+    """`options` with the API token among its Secret variables, for every layout."""
+    from dataclasses import replace
+
+    if options.api_token_secret is None:
+        return options
+    if any(s.env == TOKEN_ENV for s in options.secret_env):
+        raise BuildError(
+            f"--secret-env {TOKEN_ENV}=... and --api-token-secret both set the API token; "
+            f"keep --api-token-secret"
+        )
+    token = api_token_env(options.api_token_secret)
+    return replace(options, secret_env=[*options.secret_env, token])
 
 
 # ------------------------------------------------------------------ building blocks
@@ -217,6 +253,12 @@ def _pdb(bento: Bento, opts: K8sOptions, name: str, component: str) -> Doc:
 
 
 def _service_monitor(bento: Bento, opts: K8sOptions) -> Doc:
+    endpoint: Doc = {"port": "http", "path": "/metrics", "interval": "15s"}
+    token = next((s for s in opts.secret_env if s.env == TOKEN_ENV), None)
+    if token is not None:  # /metrics needs the token unless http.public_metrics is set
+        endpoint["authorization"] = {
+            "type": "Bearer", "credentials": {"name": token.secret, "key": token.key},
+        }
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
@@ -228,7 +270,7 @@ def _service_monitor(bento: Bento, opts: K8sOptions) -> Doc:
                     "app.kubernetes.io/managed-by": MANAGED_BY,
                 }
             },
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+            "endpoints": [endpoint],
         },
     }
 
@@ -280,6 +322,7 @@ def runner_map(bento: Bento) -> dict[str, str]:
 def render_manifests(bento: Bento, options: K8sOptions) -> dict[str, list[Doc]]:
     """File name -> the documents it holds (kustomization.yaml included)."""
     options.check(bento)
+    options = _with_api_token(options)
     if options.yatai:
         files: dict[str, list[Doc]] = render_yatai(bento, options)
     else:

@@ -51,6 +51,8 @@ class K8sOptions:
     service_monitor: bool = False
     pdb: bool = False
     secret_env: list[SecretEnv] = field(default_factory=list)
+    # SECRET[:KEY] (key default "token"): NBENTO_API_TOKEN of every server, see k8s.api_token_env
+    api_token_secret: str | None = None
 
     def check(self, bento: Bento) -> None:
         runners = {r.name for r in bento.info.runners}

@@ -4,11 +4,15 @@ API requests never enter FastAPI's routing or dependency injection: a pure ASGI 
 front looks the path up in the host's current endpoint table (swapped atomically on reload),
 reads the body under the size limit, decodes it with the API's prebuilt schema, calls the
 function and writes the answer. Everything else (probes, docs) falls through to FastAPI.
-The gateway also records the request metrics and writes one access log line per request.
+The gateway also records the request metrics and writes one access log line per request,
+and refuses what the server does not answer before anything else runs: a missing API token, a
+foreign Host or Origin (`runtime.serving.auth`), a body over the limit or sent too slowly.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -19,8 +23,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
-from runtime.errors import BodyTooLarge, InvalidBody, MethodNotAllowed
+from runtime.errors import BodyTooLarge, InvalidBody, MethodNotAllowed, RequestTimeout
+from runtime.serving.auth import HttpGuard
 from runtime.serving.error_body import (
+    ErrorResponse,
     chosen_answer,
     error_response,
     install_error_handlers,
@@ -56,12 +62,21 @@ def create_app(host: ServiceHost, config: ServerConfig) -> FastAPI:
     async def livez() -> dict[str, str]:
         return {"status": "ok"}
 
+    # Anyone who reaches the port may probe: without --dev (or --reload, a development server
+    # that reports each failed reload where the user looks) no pids, paths or exception texts.
+    details = config.dev or config.reload
+
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Response:
         ready = host.ready
-        body: dict[str, Any] = {"ready": ready, "runners": host.pool.status()}
+        runners = host.pool.status()
+        body: dict[str, Any] = {"ready": ready, "runners": runners if details else {
+            name: {"loaded": bool(info.get("loaded"))} for name, info in runners.items()
+        }}
         if host.runners_error:
-            body["error"] = host.runners_error
+            body["error"] = host.runners_error if details else (
+                "the runners failed to load; the server log says why"
+            )
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
@@ -70,7 +85,7 @@ def create_app(host: ServiceHost, config: ServerConfig) -> FastAPI:
 
     @app.get("/_nbento/status", include_in_schema=False)
     async def status() -> dict[str, Any]:
-        return host.status()
+        return host.status() if details else trimmed_status(host.status())
 
     def routes_hint() -> str:
         apis = ", ".join(f"POST {path}" for path in sorted(host.endpoints)) or "(none)"
@@ -80,8 +95,23 @@ def create_app(host: ServiceHost, config: ServerConfig) -> FastAPI:
         app, log=error_log, routes_hint=routes_hint, internals=config.dev, traceback=config.dev
     )
     app.openapi = lambda: build_openapi(app, host)  # type: ignore[method-assign]
-    app.add_middleware(ApiGateway, host=host, config=config)
+    guard = HttpGuard.for_server(config)  # now: a bad token file fails the start, not a request
+    app.add_middleware(ApiGateway, host=host, config=config, guard=guard)
     return app
+
+
+def trimmed_status(status: dict[str, Any]) -> dict[str, Any]:
+    """`/_nbento/status` for a server without --dev: no pid, no runner URLs, no error text."""
+    status = {k: v for k, v in status.items() if k != "pid"}
+    status["runners"] = {
+        name: {k: v for k, v in info.items() if k != "url"}
+        for name, info in (status.get("runners") or {}).items()
+    }
+    if status.get("last_error"):
+        status["last_error"] = {
+            "message": "the last reload failed; the server log says why", "file": None, "line": None,
+        }
+    return status
 
 
 class _Labelled:
@@ -104,10 +134,14 @@ class ApiGateway:
     """Pure ASGI middleware: serves API paths itself, measures and logs every request.
     With `host=None` it only measures and logs (the runner process of the split layout)."""
 
-    def __init__(self, app: ASGIApp, host: ServiceHost | None, config: ServerConfig) -> None:
+    def __init__(
+        self, app: ASGIApp, host: ServiceHost | None, config: ServerConfig,
+        guard: HttpGuard | None = None,
+    ) -> None:
         self.app = app
         self.host = host
         self.config = config
+        self.guard = guard or HttpGuard.for_server(config)
         self.max_body = config.max_body_bytes
         self._labels: dict[str, _Labelled] = {}
 
@@ -141,7 +175,10 @@ class ApiGateway:
 
         metrics.in_progress.inc()
         try:
-            if endpoint is not None:
+            refused = self.guard.refusal(scope)
+            if refused is not None:
+                await send_error(send_status, error_response(refused, where=path, log=error_log))
+            elif endpoint is not None:
                 await self._serve_api(endpoint, scope, receive, send_status)
             else:
                 await self.app(scope, receive, send_status)
@@ -177,17 +214,18 @@ class ApiGateway:
                         length = None
             if length is not None and length > self.max_body:
                 raise _too_large(length, self.max_body)
-            body = await _read_body(receive, self.max_body)
+            body = await read_body(receive, self.max_body, self.config.http.read_timeout_s)
             kwargs = await endpoint.schema.decode(content_type, body)
             result = await endpoint.call(kwargs)
             payload, media = endpoint.schema.encode(result)
         except Exception as exc:
             if isinstance(exc, HTTPException):  # raised on purpose by user code
                 exc = chosen_answer(exc.status_code, exc.detail, exc.headers)
-            await send_error(send, error_response(
+            answer = error_response(
                 exc, where=f"API '{endpoint.spec.name}'", log=error_log,
                 internals=self.config.dev, traceback=self.config.dev,
-            ))
+            )
+            await send_error(send, with_close(answer) if isinstance(exc, _UNREAD) else answer)
             return
         await send({
             "type": "http.response.start", "status": 200,
@@ -196,19 +234,35 @@ class ApiGateway:
         await send({"type": "http.response.body", "body": payload})
 
 
+_UNREAD = (BodyTooLarge, RequestTimeout)
+"""Errors that leave the rest of the body unread: the connection closes after the answer."""
+
+
+def with_close(answer: ErrorResponse) -> ErrorResponse:
+    """`answer` with `Connection: close` (uvicorn then closes instead of reading on)."""
+    return dataclasses.replace(answer, headers={**answer.headers, "Connection": "close"})
+
+
 def _too_large(size: int, limit: int) -> BodyTooLarge:
     return BodyTooLarge(
         f"request body of {size} bytes exceeds the limit of {limit} bytes (setting max_body_bytes)"
     )
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def read_body(receive: Receive, limit: int, timeout: float) -> bytes:
     """The whole body, refusing it as soon as it grows past `limit` (Content-Length may be
-    missing or wrong with chunked uploads)."""
+    missing or wrong with chunked uploads) or when no chunk arrives for `timeout` seconds
+    (uvicorn has no body read timeout: a half-sent body would hold the request forever)."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(receive(), timeout)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(
+                f"the body stopped arriving after {size} bytes: no data for {timeout:g}s "
+                f"(setting http.read_timeout_s)"
+            ) from None
         if message["type"] == "http.disconnect":
             raise InvalidBody("the client went away before sending the whole body")
         chunk = message.get("body", b"")

@@ -25,6 +25,7 @@ from runtime.errors import (
     RunnerUnreachable,
 )
 from runtime.serving import wire
+from runtime.serving.auth import auth_headers
 from runtime.serving.error_body import ErrorBody
 from runtime.serving.loop import call_on_loop
 
@@ -58,6 +59,7 @@ class RemoteBackend:
                 base_url=self.url,
                 timeout=httpx.Timeout(self.timeout, connect=5.0),
                 limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+                headers=auth_headers(),  # runners require the API server's token
             )
         return self._client
 

@@ -125,6 +125,9 @@ def _run(main: Any) -> None:
 
 
 def _uvicorn_config(app: Any, config: ServerConfig) -> uvicorn.Config:
+    from runtime.serving.http_limits import limited_protocol
+
+    limits = config.http
     return uvicorn.Config(
         app,
         host=config.host,
@@ -135,6 +138,12 @@ def _uvicorn_config(app: Any, config: ServerConfig) -> uvicorn.Config:
         timeout_graceful_shutdown=max(1, math.ceil(config.graceful_timeout_s)),
         backlog=2048,
         limit_concurrency=config.limit_concurrency,
+        # Untrusted input (docs/security.md): the head is capped in size, count and time by our
+        # httptools protocol (h11's own cap when httptools is missing); bodies by the gateway.
+        http=limited_protocol(limits) or "h11",
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+        timeout_keep_alive=limits.keep_alive_s,
+        ws="none",  # no route takes a WebSocket
     )
 
 
@@ -182,10 +191,12 @@ def _failure(task: asyncio.Task[None]) -> BaseException | None:
 
 async def _serve_runner(pool: Any, service: Service, name: str, config: ServerConfig) -> None:
     from runtime.serving.app import ApiGateway
+    from runtime.serving.auth import HttpGuard
     from runtime.serving.runner_app import runner_app
 
-    app = runner_app(pool, name)
-    app.add_middleware(ApiGateway, host=None, config=config)  # request metrics + access lines
+    app = runner_app(pool, name, config)
+    # request metrics + access lines, and the same token and Host/Origin checks as the API server
+    app.add_middleware(ApiGateway, host=None, config=config, guard=HttpGuard.for_server(config))
     server = _Server(_uvicorn_config(app, config))
     # only=: load this runner here even if a shared NBENTO_RUNNER_MAP names it (it is us)
     loading = asyncio.create_task(pool.sync(service, only=name))

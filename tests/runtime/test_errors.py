@@ -31,7 +31,7 @@ from runtime.serving.error_body import ErrorBody, error_response
 from runtime.serving.remote import remote_error
 
 RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
-STATUSES = {400, 404, 405, 413, 415, 422, 500, 503}
+STATUSES = {400, 401, 403, 404, 405, 408, 413, 415, 422, 500, 503}
 LOG = logging.getLogger("tests.errors")
 
 

@@ -5,6 +5,7 @@ functions), so a request pays only for validation. The mapping is documented in 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import io
 import json
@@ -29,6 +30,10 @@ from runtime.service.schema.errors import from_validation, request_error
 from runtime.service.schema.frames import FrameSpec, pandas_kind, to_jsonable
 
 ParamKind = Literal["json", "ndarray", "text", "image", "file", "frame"]
+MAX_IMAGE_PIXELS = 40_000_000
+"""Largest image input, width x height (a 650 KB PNG can declare 13000x13000 pixels and take
+700 MB to decode); larger ones get 413 before their pixels are decoded."""
+_FORM_MEDIA = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 @dataclass
@@ -158,12 +163,23 @@ class ApiSchema:
     async def decode(self, content_type: str, body: bytes) -> dict[str, Any]:
         """Turn a request body into the function's keyword arguments, or raise RequestError."""
         media = _media(content_type)
-        if media in ("", "application/x-www-form-urlencoded"):
-            media = "application/json"  # no type, or curl -d's default: read the body as JSON
+        if media == "":
+            media = "application/json"  # no type: read the body as JSON
+        if media in _FORM_MEDIA and not self.file_params:
+            # What an HTML form (any web page) can post without asking: never read as JSON.
+            raise request_error(
+                415, "unsupported_media_type", None,
+                f"API '{self.spec.name}' takes JSON, not {media}: send Content-Type: "
+                f"application/json (curl -d sends a form; add -H 'Content-Type: "
+                f"application/json' or use --json)",
+            )
         if media == "multipart/form-data":
             return await self._decode_form(content_type, body)
         single = self.single
         if single is not None:
+            if single.kind == "image":  # decoding can take seconds: not on the event loop
+                value = await asyncio.to_thread(self._decode_single, single, media, body)
+                return {single.name: value}
             return {single.name: self._decode_single(single, media, body)}
         if self.file_params:
             raise request_error(
@@ -257,7 +273,7 @@ class ApiSchema:
             if isinstance(value, UploadFile):
                 data = await value.read()
                 if p.kind == "image":
-                    kwargs[p.name] = _open_image(data, p.name)
+                    kwargs[p.name] = await asyncio.to_thread(_open_image, data, p.name)
                 elif p.kind == "file":
                     kwargs[p.name] = _file_value(p, UploadedFile(value.filename, value.content_type, data))
                 elif p.kind == "ndarray":
@@ -333,6 +349,10 @@ def _parse_json(body: bytes) -> Any:
         return json.loads(body)
     except ValueError as exc:
         raise request_error(400, "invalid_json", None, f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise request_error(
+            400, "invalid_json", None, "body nests arrays or objects too deeply to read"
+        ) from None
 
 
 def _open_image(data: bytes, field: str) -> Any:
@@ -341,11 +361,24 @@ def _open_image(data: bytes, field: str) -> Any:
     except ImportError:  # pragma: no cover
         raise request_error(415, "unsupported_media_type", field, "pillow is not installed") from None
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise _too_many_pixels(field, f"an image of {width}x{height} pixels")
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Image.DecompressionBombError:  # pillow's own check, at open, for the largest ones
+        raise _too_many_pixels(field, "an image of over 2 x pillow's MAX_IMAGE_PIXELS") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise request_error(422, "validation_error", field, f"not a readable image: {exc}") from None
     return image
+
+
+def _too_many_pixels(field: str, what: str) -> Exception:
+    return request_error(
+        413, "body_too_large", field,
+        f"{what} is over the limit of {MAX_IMAGE_PIXELS} pixels "
+        f"(runtime.service.schema.api_schema.MAX_IMAGE_PIXELS); send a smaller image",
+    )
 
 
 def _file_value(p: Param, upload: UploadedFile) -> Any:

@@ -4,11 +4,16 @@ ndarray("float32", (-1, 4))]`) takes a JSON (nested) list or an `.npy` body, nev
 from __future__ import annotations
 
 import io
+import math
 from typing import Annotated, Any
 
 import numpy as np
 
 from runtime.service.schema.errors import request_error
+
+MAX_NDIM = 32
+"""Axes an input array may have (NumPy's own limit is 64; deeper JSON nesting is an attack or
+a mistake, refused with 422 before NumPy recurses into it)."""
 
 
 class ndarray:
@@ -47,9 +52,15 @@ class ndarray:
         return array
 
     def from_json(self, value: Any, field: str) -> np.ndarray:
+        depth = _nesting(value)
+        if depth > MAX_NDIM:
+            raise request_error(
+                422, "validation_error", field,
+                f"lists nested more than {MAX_NDIM} deep; an array has at most {MAX_NDIM} axes",
+            )
         try:
             array = np.asarray(value, dtype=self.dtype)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             want = self.dtype.name if self.dtype is not None else "numbers"
             raise request_error(
                 422, "validation_error", field, f"expected a (nested) list of {want}: {exc}"
@@ -61,6 +72,7 @@ class ndarray:
         return self.check(array, field)
 
     def from_npy(self, body: bytes, field: str) -> np.ndarray:
+        _check_npy_size(body, field)
         try:
             array = np.load(io.BytesIO(body), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
@@ -68,6 +80,48 @@ class ndarray:
                 400, "invalid_body", field, f"body is not a valid .npy array ({exc})"
             ) from None
         return self.check(array, field)
+
+
+def _nesting(value: Any) -> int:
+    """How deep the first elements of `value` nest (a rectangular list nests the same way
+    everywhere; a ragged one is refused by NumPy later), without recursion."""
+    depth = 0
+    while isinstance(value, list):
+        depth += 1
+        if depth > MAX_NDIM or not value:
+            break
+        value = value[0]
+    return depth
+
+
+def _check_npy_size(body: bytes, field: str) -> None:
+    """Refuse an `.npy` whose header declares more data than the body carries (a 100-byte body
+    declaring 10^12 elements would otherwise make NumPy allocate terabytes before reading)."""
+    from numpy.lib import format as npy
+
+    stream = io.BytesIO(body)
+    try:
+        version = npy.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = npy.read_array_header_1_0(stream)
+        else:
+            shape, _, dtype = npy.read_array_header_2_0(stream)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise request_error(
+            400, "invalid_body", field, f"body is not a valid .npy array ({exc})"
+        ) from None
+    if len(shape) > MAX_NDIM:
+        raise request_error(
+            400, "invalid_body", field, f".npy declares {len(shape)} axes; at most {MAX_NDIM}"
+        )
+    declared = math.prod(int(n) for n in shape) * dtype.itemsize
+    carried = len(body) - stream.tell()
+    if declared > carried:
+        raise request_error(
+            400, "invalid_body", field,
+            f".npy declares shape {tuple(shape)} of {dtype.name} ({declared} bytes) but the body "
+            f"carries {carried} bytes of data",
+        )
 
 
 class NDArray:

@@ -236,7 +236,9 @@ def test_the_runner_server_sends_the_same_body(servers: dict[str, ServerProcess]
     assert f"error {detail.id} in runner 'scaler' method 'transform'" in servers["runner"].log()
     bad_row = wire.encode({"args": [["a"]], "kwargs": {}})
     crashed = error_of(httpx.post(f"{url}/_runner/predict", content=bad_row, headers=headers), 500, "internal_error")
-    assert crashed.message.startswith("TypeError: ")
+    # what the model raised stays in the runner's log without --dev (issue 13)
+    assert "raised TypeError" in crashed.message and crashed.id in crashed.message
+    assert f"error {crashed.id} in runner 'scaler'" in servers["runner"].log()
     error_of(httpx.get(f"{url}/_runner/predict"), 405, "method_not_allowed")
     assert "/_runner/{method}" in error_of(httpx.get(f"{url}/nope"), 404, "not_found").message
 
