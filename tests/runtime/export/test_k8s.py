@@ -33,8 +33,14 @@ from runtime.export.k8s_options import K8sOptions, SecretEnv, dns_name
 from tests.runtime.bento_fixtures import save_toy_model, write_toy_service
 
 CRD = Path(__file__).parent / "k8s" / "bentodeployment-crd.yaml"
+# CRDs written for these tests (see each file's header), by the kind they define
+CRDS = {
+    "BentoDeployment": CRD,
+    "HTTPRoute": CRD.parent / "httproute-crd.yaml",
+    "ScaledObject": CRD.parent / "scaledobject-crd.yaml",
+}
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
-CUSTOM_KINDS = {"BentoDeployment", "ServiceMonitor", "Kustomization"}
+CUSTOM_KINDS = {*CRDS, "ServiceMonitor", "Kustomization"}
 
 
 def _newest_k8s() -> str:
@@ -74,8 +80,8 @@ def bento(tmp_path: Path) -> Bento:
     return build_bento(svc)
 
 
-def _crd_validator() -> jsonschema.Draft202012Validator:
-    crd = yaml.safe_load(CRD.read_text())
+def _crd_validator(path: Path = CRD) -> jsonschema.Draft202012Validator:
+    crd = yaml.safe_load(path.read_text())
     schema = copy.deepcopy(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
 
     def close(node: Any) -> None:  # Kubernetes prunes unknown fields; make them errors here
@@ -101,8 +107,8 @@ def _crd_validator() -> jsonschema.Draft202012Validator:
 def _validate(files: dict[str, list[dict[str, Any]]]) -> None:
     for filename, docs in files.items():
         for doc in docs:
-            if doc["kind"] == "BentoDeployment":
-                errors = [e.message for e in _crd_validator().iter_errors(doc)]
+            if doc["kind"] in CRDS:
+                errors = [e.message for e in _crd_validator(CRDS[doc["kind"]]).iter_errors(doc)]
                 assert errors == [], (filename, errors)
             elif doc["kind"] not in CUSTOM_KINDS:
                 for version in K8S_VERSIONS:
@@ -200,9 +206,9 @@ def test_split_layout(bento: Bento) -> None:
     assert len(_docs(files, "HorizontalPodAutoscaler")) == 3
     api = deployments["ticket-router"]["spec"]["template"]["spec"]["containers"][0]
     runner_map = json.loads({e["name"]: e for e in api["env"]}["NBENTO_RUNNER_MAP"]["value"])
-    assert runner_map == {
-        "toy_clf": "http://ticket-router-runner-toy-clf:3000",
-        "Score_Model": "http://ticket-router-runner-score-model:3000",
+    assert runner_map == {  # headless Services: the API server balances every ready pod
+        "toy_clf": "dns+http://ticket-router-runner-toy-clf:3000",
+        "Score_Model": "dns+http://ticket-router-runner-score-model:3000",
     }
     for name, url in runner_map.items():
         host = url.split("//")[1].split(":")[0]
