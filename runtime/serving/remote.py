@@ -91,8 +91,8 @@ class RemoteBackend:
             raise remote_error(self.name, response)
         raise RunnerUnreachable(
             f"remote runner '{self.name}' at {self.url} is unreachable: "
-            f"{'; '.join(failures) or 'no replica address resolved'}; check that `nbento serve "
-            f"... --runner {self.name}` is running there",
+            f"{'; '.join(failures) or 'its name resolved to no address (yet)'}; check that "
+            f"`nbento serve ... --runner {self.name}` is running there",
             1.0,
         )
 

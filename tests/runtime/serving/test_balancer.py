@@ -87,3 +87,17 @@ def test_every_replica_down_is_one_clear_503() -> None:
         await backend.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_name_that_resolves_to_nothing_is_a_clear_503() -> None:
+    async def nothing(host: str, port: int) -> list[str]:
+        raise OSError(f"Name or service not known: {host}")
+
+    async def scenario() -> None:
+        backend = RemoteBackend("scaler", "dns+http://no-such-runner:3000", resolver=nothing)
+        with pytest.raises(RunnerUnreachable, match="resolved to no address"):
+            await backend.acall("predict", ([1.0],), {})
+        assert "dns+http://no-such-runner:3000" in backend.url
+        await backend.aclose()
+
+    asyncio.run(scenario())
