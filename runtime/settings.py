@@ -133,7 +133,8 @@ class ServerConfig(_Strict):
     graceful_timeout_s: float = Field(30.0, ge=0)
     runners: dict[str, RunnerConfig] = Field(default_factory=dict)
     apis: dict[str, BatchingConfig] = Field(default_factory=dict)
-    runner_map: dict[str, str] = Field(default_factory=dict)
+    # runner name -> URL, list of replica URLs, or dns+http://NAME:PORT (runtime.serving.balancer)
+    runner_map: dict[str, str | list[str]] = Field(default_factory=dict)
     access_log: bool = True
     # Threads that run sync API functions; a blocked call waits on its batch, so this bounds
     # how many requests can be in one batch at once.
@@ -350,7 +351,7 @@ def parse_set_items(items: Sequence[str]) -> dict[str, Any]:
     return data
 
 
-def parse_runner_map(text: str, where: str = "--runner-map") -> dict[str, str]:
+def parse_runner_map(text: str, where: str = "--runner-map") -> dict[str, str | list[str]]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -358,9 +359,14 @@ def parse_runner_map(text: str, where: str = "--runner-map") -> dict[str, str]:
             f'{where} must be JSON like {{"classifier": "http://127.0.0.1:3101"}}: {exc}'
         ) from exc
     if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        isinstance(k, str)
+        and (isinstance(v, str) or (isinstance(v, list) and all(isinstance(u, str) for u in v)))
+        for k, v in value.items()
     ):
-        raise NbentoError(f"{where} must map runner names to URLs, got {text!r}")
+        raise NbentoError(
+            f"{where} must map runner names to a URL, a list of URLs or dns+http://NAME:PORT, "
+            f"got {text!r}"
+        )
     return value
 
 

@@ -206,12 +206,23 @@ def _cmd_export_k8s(args: argparse.Namespace) -> int:
         pdb=args.pdb,
         secret_env=[SecretEnv.parse(s) for s in args.secret_env or []],
         api_token_secret=args.api_token_secret,
+        autoscale_metric=args.autoscale_metric,
+        queue_target=args.queue_target,
+        keda=args.keda,
+        prometheus_url=args.prometheus_url,
+        canary=args.canary,
+        previous=args.previous,
+        gateway=args.gateway,
     )
     written = write_manifests(bento, options)
     print(f"wrote {len(written)} files for {bento.tag} into {written[0].parent}:")
     for path in written:
         print(f"  {path}")
     print(f"apply with: kubectl apply -k {written[0].parent}")
+    if options.canary is not None:
+        print("then wait for the golden-call guard (docs/export.md, canary): kubectl wait "
+              "--for=condition=complete --timeout=30m job -l "
+              "app.kubernetes.io/component=canary-guard")
     return 0
 
 
@@ -349,6 +360,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="require an API token, read as NBENTO_API_TOKEN from this Secret (key default "
         "'token') by the API server and its runners",
     )
+    k.add_argument(
+        "--autoscale-metric", choices=["cpu", "queue"],
+        help="what runner HPAs scale on (default: cpu, queue depth for runners with --gpu)",
+    )
+    k.add_argument("--queue-target", type=int, default=16,
+                   help="rows waiting per runner pod before another is added (default 16)")
+    k.add_argument("--keda", action="store_true",
+                   help="KEDA ScaledObjects on queue depth instead of runner HPAs")
+    k.add_argument("--prometheus-url", default="http://prometheus-operated.monitoring.svc:9090",
+                   help="Prometheus the KEDA trigger queries")
+    k.add_argument("--canary", type=int, metavar="PERCENT",
+                   help="route PERCENT of traffic to this Bento, the rest to --previous")
+    k.add_argument("--previous", metavar="BENTO_TAG",
+                   help="the Bento in production now (stable track, rollback artifact)")
+    k.add_argument("--gateway", default="nbento-gateway",
+                   help="Gateway the canary HTTPRoute attaches to (default nbento-gateway)")
     k.set_defaults(func=_cmd_export_k8s)
 
     c = sub.add_parser("containerize", help="build the Bento's image with a Docker-API engine")

@@ -23,6 +23,14 @@ import yaml
 from runtime.errors import BuildError
 from runtime.export.bento_store import Bento, Resources
 from runtime.export.dockerfile import BENTO_HOME, PORT, UID, serve_command
+from runtime.export.k8s_autoscale import (
+    adapter_rules,
+    drain,
+    queue_metric_spec,
+    render_scaled_object,
+    scales_on_queue,
+)
+from runtime.export.k8s_canary import render_canary
 from runtime.export.k8s_options import (
     K8sOptions,
     SecretEnv,
@@ -172,7 +180,8 @@ def _container(
 def _deployment(
     bento: Bento, opts: K8sOptions, name: str, component: str, container: Doc, config_name: str
 ) -> Doc:
-    grace = int(_shipped_settings(bento).graceful_timeout_s) + 5
+    lifecycle, grace = drain(int(_shipped_settings(bento).graceful_timeout_s))
+    container = {**container, "lifecycle": lifecycle}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -218,29 +227,46 @@ def _deployment(
     }
 
 
-def _service(bento: Bento, opts: K8sOptions, name: str, component: str) -> Doc:
+def _service(
+    bento: Bento, opts: K8sOptions, name: str, component: str, *, headless: bool = False
+) -> Doc:
+    spec: Doc = {
+        "type": "ClusterIP",
+        "selector": _selector(bento, component),
+        "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+    }
+    if headless:  # DNS answers every ready pod; the API servers balance (serving/balancer.py)
+        spec["clusterIP"] = "None"
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _meta(name, _labels(bento, component), opts.namespace),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": _selector(bento, component),
-            "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
-        },
+        "spec": spec,
     }
 
 
-def _hpa(bento: Bento, opts: K8sOptions, name: str, component: str) -> Doc:
+def _hpa(
+    bento: Bento, opts: K8sOptions, name: str, component: str, spec: Doc | None = None
+) -> Doc:
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": _meta(name, _labels(bento, component), opts.namespace),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            **autoscaling(opts),
+            **(spec or autoscaling(opts)),
         },
     }
+
+
+def _runner_scaler(bento: Bento, opts: K8sOptions, name: str, component: str, runner: str) -> Doc:
+    """A runner's HPA on CPU or queue depth, or its KEDA ScaledObject (k8s_autoscale.py)."""
+    if opts.keda:
+        meta = _meta(name, _labels(bento, component), opts.namespace)
+        return render_scaled_object(opts, meta, name, runner)
+    if scales_on_queue(opts, opts.gpu.get(runner, 0)):
+        return _hpa(bento, opts, name, component, queue_metric_spec(opts))
+    return _hpa(bento, opts, name, component)
 
 
 def _pdb(bento: Bento, opts: K8sOptions, name: str, component: str) -> Doc:
@@ -293,12 +319,20 @@ def _config_map(bento: Bento, opts: K8sOptions, name: str) -> Doc:
 
 
 def _component(
-    bento: Bento, opts: K8sOptions, name: str, component: str, container: Doc, config_name: str
+    bento: Bento,
+    opts: K8sOptions,
+    name: str,
+    component: str,
+    container: Doc,
+    config_name: str,
+    runner: str | None = None,
 ) -> list[Doc]:
     docs = [
         _deployment(bento, opts, name, component, container, config_name),
-        _service(bento, opts, name, component),
-        _hpa(bento, opts, name, component),
+        _service(bento, opts, name, component, headless=runner is not None),
+        _hpa(bento, opts, name, component)
+        if runner is None
+        else _runner_scaler(bento, opts, name, component, runner),
     ]
     if opts.pdb:
         docs.append(_pdb(bento, opts, name, component))
@@ -315,16 +349,24 @@ def runner_service_names(bento: Bento) -> dict[str, str]:
 
 
 def runner_map(bento: Bento) -> dict[str, str]:
-    """What the API server gets as NBENTO_RUNNER_MAP in the split layout."""
-    return {name: f"http://{svc}:{PORT}" for name, svc in runner_service_names(bento).items()}
+    """What the API server gets as NBENTO_RUNNER_MAP in the split layout: each runner's
+    headless Service, resolved to every ready pod and balanced by the API server."""
+    return {
+        name: f"dns+http://{svc}:{PORT}" for name, svc in runner_service_names(bento).items()
+    }
 
 
 def render_manifests(bento: Bento, options: K8sOptions) -> dict[str, list[Doc]]:
     """File name -> the documents it holds (kustomization.yaml included)."""
     options.check(bento)
     options = _with_api_token(options)
-    if options.yatai:
-        files: dict[str, list[Doc]] = render_yatai(bento, options)
+    files: dict[str, list[Doc]]
+    if options.canary is not None:
+        from runtime.export.bento_store import get_bento
+
+        files = render_canary(bento, get_bento(str(options.previous)), options, _plain_layout)
+    elif options.yatai:
+        files = render_yatai(bento, options)
     else:
         files = _plain_layout(bento, options)
     kustomization: Doc = {
@@ -375,8 +417,12 @@ def _plain_layout(bento: Bento, opts: K8sOptions) -> dict[str, list[Doc]]:
             container = _container(bento, opts, command, res, [], config_name)
             name = services[runner.name]
             files[f"{component}.yaml"] = _component(
-                bento, opts, name, component, container, config_name
+                bento, opts, name, component, container, config_name, runner.name
             )
+        if not opts.keda and any(scales_on_queue(opts, opts.gpu.get(r.name, 0)) for r in runners):
+            meta = _meta(dns_name(base, "prometheus-adapter-rules"), _labels(bento, "metrics"),
+                         opts.namespace)
+            files["prometheus-adapter-rules.yaml"] = [adapter_rules(meta)]
     if opts.service_monitor:
         files["servicemonitor.yaml"] = [_service_monitor(bento, opts)]
     return files

@@ -7,7 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from runtime.errors import BuildError
 from runtime.export.bento_store import Bento
@@ -53,6 +53,15 @@ class K8sOptions:
     secret_env: list[SecretEnv] = field(default_factory=list)
     # SECRET[:KEY] (key default "token"): NBENTO_API_TOKEN of every server, see k8s.api_token_env
     api_token_secret: str | None = None
+    # Runner scaling (k8s_autoscale.py): None = CPU, or queue depth for runners with GPUs.
+    autoscale_metric: Literal["cpu", "queue"] | None = None
+    queue_target: int = 16  # rows waiting per runner pod before another is added
+    keda: bool = False  # KEDA ScaledObjects with a Prometheus trigger instead of runner HPAs
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    # Canary (k8s_canary.py): this Bento gets `canary` percent, the `previous` Bento the rest.
+    canary: int | None = None
+    previous: str | None = None  # tag or folder of the Bento now in production
+    gateway: str = "nbento-gateway"  # the Gateway API Gateway the HTTPRoute attaches to
 
     def check(self, bento: Bento) -> None:
         runners = {r.name for r in bento.info.runners}
@@ -75,8 +84,35 @@ class K8sOptions:
                 "--yatai runs the runners inside the one pod Yatai deploys (how it serves "
                 "BentoML >= 1.2 Bentos); drop --split-runners"
             )
+        self._check_scaling_and_canary()
         if self.namespace is not None and not _DNS_LABEL.fullmatch(self.namespace):
             raise BuildError(f"--namespace {self.namespace!r} is not a DNS-1123 label")
+
+
+    def _check_scaling_and_canary(self) -> None:
+        if self.autoscale_metric not in (None, "cpu", "queue"):
+            raise BuildError(
+                f"--autoscale-metric must be cpu or queue, got {self.autoscale_metric!r}"
+            )
+        if (self.keda or self.autoscale_metric == "queue") and not self.split_runners:
+            raise BuildError(
+                "--keda and --autoscale-metric queue scale runner Deployments; add "
+                "--split-runners (the single layout scales one Deployment on CPU)"
+            )
+        if self.keda and self.autoscale_metric == "cpu":
+            raise BuildError("--keda scales on queue depth; drop --autoscale-metric cpu")
+        if self.queue_target < 1:
+            raise BuildError(f"--queue-target must be at least 1 row, got {self.queue_target}")
+        if (self.canary is None) != (self.previous is None):
+            raise BuildError(
+                "--canary PERCENT and --previous BENTO_TAG go together: the canary is this "
+                "Bento, --previous names the one in production now (the rollback artifact)"
+            )
+        if self.canary is not None:
+            if not 0 <= self.canary <= 100:
+                raise BuildError(f"--canary is a percentage 0..100, got {self.canary}")
+            if self.yatai:
+                raise BuildError("--canary writes plain Deployments; drop --yatai")
 
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")

@@ -36,3 +36,14 @@ REJECTED = Counter(
     "nbento_runner_rejected_total", "rows refused because the queue was full", ["runner", "method"]
 )
 RELOADS = Counter("nbento_reloads_total", "service code reloads", ["result"])
+# The split layout's API server, per runner replica it calls (runtime.serving.balancer).
+REPLICA_CALLS = Counter(
+    "nbento_runner_replica_calls_total",
+    "runner calls this API server sent to each replica, by outcome (answered, unreachable)",
+    ["runner", "replica", "outcome"],
+)
+REPLICA_OUTSTANDING = Gauge(
+    "nbento_runner_replica_outstanding_rows",
+    "rows this API server sent to a runner replica and has no answer for yet",
+    ["runner", "replica"],
+)

@@ -1,7 +1,8 @@
 """The split layout's client: the API server's `RemoteBackend` calls a runner served as its own
 HTTP process (`runner_app.py`, behind `nbento serve SRC --runner NAME`). Batching
 happens on the runner side, where the rows of all API replicas meet. The body is `runtime.serving.wire`
-(msgpack with an ndarray extension), never pickle.
+(msgpack with an ndarray extension), never pickle. A runner may have many replicas; which one
+a call goes to is `runtime.serving.balancer`.
 
     POST /_runner/{method}   body: wire {"args": [...], "kwargs": {...}} -> wire result
     errors: the API server's JSON error body (`runtime.serving.error_body`), whose `type`
@@ -25,7 +26,7 @@ from runtime.errors import (
     RunnerUnreachable,
 )
 from runtime.serving import wire
-from runtime.serving.auth import auth_headers
+from runtime.serving.balancer import BalancingOptions, ReplicaSet, Resolver
 from runtime.serving.error_body import ErrorBody
 from runtime.serving.loop import call_on_loop
 
@@ -33,54 +34,67 @@ log = logging.getLogger("nbento.runners")
 
 
 class RemoteBackend:
-    """Calls a runner served by `runner_app` at `url`, over one pooled httpx client."""
+    """Calls a runner served by `runner_app` at `url`: one URL, a list of replica URLs or a
+    `dns+http://NAME:PORT` name, balanced by `runtime.serving.balancer.ReplicaSet`. A call whose
+    replica cannot be reached (refused, reset, killed mid-call) is sent to another replica;
+    only when every replica failed does the caller see `RunnerUnreachable` (503)."""
 
     def __init__(
         self,
         name: str,
-        url: str,
+        url: str | list[str],
         *,
         loop: asyncio.AbstractEventLoop | None = None,
         timeout: float = 300.0,
+        resolver: Resolver | None = None,
+        options: BalancingOptions | None = None,
     ) -> None:
         self.name = name
-        self.url = url.rstrip("/")
         self.timeout = timeout
         self._loop = loop
-        self._client: httpx.AsyncClient | None = None
+        self.replicas = ReplicaSet(name, url, timeout=timeout, resolver=resolver, options=options)
+        self.url = self.replicas.description
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The server's event loop; sync `call` from worker threads runs requests on it."""
         self._loop = loop
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                base_url=self.url,
-                timeout=httpx.Timeout(self.timeout, connect=5.0),
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
-                headers=auth_headers(),  # runners require the API server's token
-            )
-        return self._client
-
     async def acall(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         body = wire.encode({"args": list(args), "kwargs": kwargs})
-        try:
-            response = await self._http().post(
-                f"/_runner/{method}", content=body, headers={"content-type": wire.CONTENT_TYPE}
-            )
-        except httpx.TransportError as exc:
-            raise RunnerUnreachable(
-                f"remote runner '{self.name}' at {self.url} is unreachable "
-                f"({type(exc).__name__}: {exc}); check that `nbento serve ... --runner "
-                f"{self.name}` is running there",
-                1.0,
-            ) from exc
-        if response.status_code == 200:
-            return wire.decode(response.content)
-        raise remote_error(self.name, response)
+        rows = _rows(args)
+        tried: set[str] = set()
+        failures: list[str] = []
+        while (replica := await self.replicas.choose(tried)) is not None:
+            tried.add(replica.url)
+            try:
+                async with self.replicas.lease(replica, rows) as client:
+                    response = await client.post(
+                        f"/_runner/{method}", content=body,
+                        headers={"content-type": wire.CONTENT_TYPE},
+                    )
+            except _RETRYABLE as exc:
+                # inference calls may run twice; a lost answer is worse than a repeated row
+                self.replicas.failed(replica, exc)
+                failures.append(f"{replica.url} ({type(exc).__name__}: {exc})")
+                continue
+            except httpx.TransportError as exc:  # a timeout: the replica is alive but slow
+                raise RunnerUnreachable(
+                    f"remote runner '{self.name}' at {replica.url} did not answer "
+                    f"({type(exc).__name__}: {exc}); it may be overloaded",
+                    1.0,
+                ) from exc
+            self.replicas.answered(replica)
+            if response.status_code == 200:
+                return wire.decode(response.content)
+            raise remote_error(self.name, response)
+        raise RunnerUnreachable(
+            f"remote runner '{self.name}' at {self.url} is unreachable: "
+            f"{'; '.join(failures) or 'its name resolved to no address (yet)'}; check that "
+            f"`nbento serve ... --runner {self.name}` is running there",
+            1.0,
+        )
 
     def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._loop is None:
@@ -88,9 +102,28 @@ class RemoteBackend:
         return call_on_loop(self._loop, self.acall(method, args, kwargs), f"{self.name}.{method}")
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.replicas.aclose()
+
+
+# Failures before or while talking to a replica that say nothing about the call itself.
+_RETRYABLE = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+)
+
+
+def _rows(args: tuple[Any, ...]) -> int:
+    """Rows in a call, for balancing: the length of the first argument when it is a batch."""
+    first = args[0] if args else None
+    if isinstance(first, (list, tuple)) or hasattr(first, "shape"):
+        try:
+            return max(1, len(first))  # type: ignore[arg-type]
+        except TypeError:  # a 0-d array
+            return 1
+    return 1
 
 
 def remote_error(name: str, response: httpx.Response) -> NbentoError:

@@ -34,8 +34,15 @@ from tests.runtime.bento_fixtures import save_toy_model, write_toy_service
 
 CRD = Path(__file__).parent / "k8s" / "bentodeployment-crd.yaml"
 REQUEST_CRD = Path(__file__).parent / "k8s" / "bentorequest-crd.yaml"
+# CRDs written for these tests (see each file's header), by the kind they define
+CRDS = {
+    "BentoDeployment": CRD,
+    "BentoRequest": REQUEST_CRD,
+    "HTTPRoute": CRD.parent / "httproute-crd.yaml",
+    "ScaledObject": CRD.parent / "scaledobject-crd.yaml",
+}
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
-CUSTOM_KINDS = {"BentoDeployment", "BentoRequest", "ServiceMonitor", "Kustomization"}
+CUSTOM_KINDS = {*CRDS, "ServiceMonitor", "Kustomization"}
 
 
 def _newest_k8s() -> str:
@@ -102,9 +109,8 @@ def _crd_validator(path: Path = CRD) -> jsonschema.Draft202012Validator:
 def _validate(files: dict[str, list[dict[str, Any]]]) -> None:
     for filename, docs in files.items():
         for doc in docs:
-            if doc["kind"] in ("BentoDeployment", "BentoRequest"):
-                crd = CRD if doc["kind"] == "BentoDeployment" else REQUEST_CRD
-                errors = [e.message for e in _crd_validator(crd).iter_errors(doc)]
+            if doc["kind"] in CRDS:
+                errors = [e.message for e in _crd_validator(CRDS[doc["kind"]]).iter_errors(doc)]
                 assert errors == [], (filename, errors)
             elif doc["kind"] not in CUSTOM_KINDS:
                 for version in K8S_VERSIONS:
@@ -207,9 +213,9 @@ def test_split_layout(bento: Bento) -> None:
     assert len(_docs(files, "HorizontalPodAutoscaler")) == 3
     api = deployments["ticket-router"]["spec"]["template"]["spec"]["containers"][0]
     runner_map = json.loads({e["name"]: e for e in api["env"]}["NBENTO_RUNNER_MAP"]["value"])
-    assert runner_map == {
-        "toy_clf": "http://ticket-router-runner-toy-clf:3000",
-        "Score_Model": "http://ticket-router-runner-score-model:3000",
+    assert runner_map == {  # headless Services: the API server balances every ready pod
+        "toy_clf": "dns+http://ticket-router-runner-toy-clf:3000",
+        "Score_Model": "dns+http://ticket-router-runner-score-model:3000",
     }
     for name, url in runner_map.items():
         host = url.split("//")[1].split(":")[0]
