@@ -417,7 +417,7 @@ def test_split_layout_answers_like_the_single_process(
     api_port, single_port = _free_port(), _free_port()
     _serve(
         bento,
-        ["--port", str(api_port)],
+        ["--port", str(api_port), "--dev"],  # --dev: the status shows the runner URLs
         {"NBENTO_RUNNER_MAP": json.dumps(local_map)},
         tmp_path / "api.log",
         processes,
