@@ -370,3 +370,52 @@ class AdaptiveBatcher:
         if not request.future.done():
             request.future.set_exception(exc)
 
+
+
+class Batchers:
+    """The batchers of one owner: a runner's batchable methods, or one service generation's
+    batchable APIs. The one place batchers are made (on first use, on the event loop), and
+    the one place they are retuned, measured and closed."""
+
+    def __init__(self, owner: str, *, concurrency: int = 1) -> None:
+        self.owner = owner
+        self.concurrency = concurrency
+        self._by_method: dict[str, AdaptiveBatcher] = {}
+
+    def get(
+        self, method: str, run_batch: RunBatch, config: BatchingConfig, *, batch_dim: int = 0
+    ) -> AdaptiveBatcher:
+        """The batcher of `method`, made with these settings the first time it is asked for."""
+        batcher = self._by_method.get(method)
+        if batcher is None:
+            batcher = self._by_method[method] = AdaptiveBatcher(
+                self.owner, method, run_batch, config,
+                batch_dim=batch_dim, concurrency=self.concurrency,
+            )
+        return batcher
+
+    def values(self) -> list[AdaptiveBatcher]:
+        return list(self._by_method.values())
+
+    def retune(self, settings_for: Callable[[str], BatchingConfig]) -> None:
+        """New settings (a reload changed the code's or the file's batching); running batchers
+        use them from their next decision on."""
+        for batcher in self._by_method.values():
+            batcher.config = settings_for(batcher.method)
+
+    @property
+    def queued_rows(self) -> int:
+        return sum(b.queued_rows for b in self._by_method.values())
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        return {method: b.stats() for method, b in self._by_method.items()}
+
+    async def aclose(self, timeout: float) -> None:
+        """Close every batcher (see `AdaptiveBatcher.aclose`); one that fails to close is
+        logged, the others still close."""
+        results = await asyncio.gather(
+            *(b.aclose(timeout) for b in self._by_method.values()), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                logger.warning("a batcher of %s did not close cleanly: %s", self.owner, result)

@@ -110,15 +110,16 @@ class ServiceHost:
         return endpoints
 
     def _start_batchers(self, endpoints: dict[str, Endpoint], service: Service) -> None:
-        """Batchers are made on the event loop, once the generation is about to go live."""
-        from runtime.serving.batching import AdaptiveBatcher
+        """Batchers are made on the event loop, once the generation is about to go live; each
+        generation's batchable APIs get their own set (closed when it is replaced)."""
+        from runtime.serving.batching import Batchers
 
+        batchers = Batchers(f"api:{service.name}")
         for endpoint in endpoints.values():
             spec = endpoint.spec
             if spec.batchable and endpoint.batcher is None:
-                endpoint.batcher = AdaptiveBatcher(
-                    f"api:{service.name}", spec.name, self._batch_runner(spec),
-                    api_batching(spec, self.config),
+                endpoint.batcher = batchers.get(
+                    spec.name, self._batch_runner(spec), api_batching(spec, self.config)
                 )
 
     def _batch_runner(self, spec: ApiSpec) -> Any:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from runtime.errors import RunnerNotAvailable, SignatureError
 from runtime.service.handles import ModelHandle, RunnerBackend
-from runtime.serving.batching import AdaptiveBatcher, QueueFull, RunnerClosed
+from runtime.serving.batching import Batchers, QueueFull, RunnerClosed
 from runtime.serving.loop import call_on_loop
 from runtime.serving.workers import ProcessWorkers, ThreadWorkers, Workers, available_cores
 from runtime.settings import BatchingConfig, RunnerConfig, ServerConfig
@@ -84,7 +84,7 @@ class Runner:
         self.load_seconds: float | None = None
         self.load_count = 0
         self.backend = LocalRunnerBackend(self)
-        self._batchers: dict[str, AdaptiveBatcher] = {}
+        self._batchers = Batchers(name, concurrency=self.workers.capacity)
         self._gates: dict[str, _CallGate] = {}
         self._settings: dict[str, BatchingConfig] = {}
         self._closing = False
@@ -106,12 +106,11 @@ class Runner:
         self.config = config
         self.handle_batching = dict(handle_batching)
         self._settings.clear()
-        for batcher in self._batchers.values():
-            batcher.config = method_settings(config, self.handle_batching, batcher.method)
+        self._batchers.retune(lambda method: method_settings(config, self.handle_batching, method))
 
     @property
     def queue_depth(self) -> int:
-        return sum(b.queued_rows for b in self._batchers.values()) + sum(
+        return self._batchers.queued_rows + sum(
             g.waiting for g in self._gates.values()
         )
 
@@ -123,7 +122,7 @@ class Runner:
             "queue_depth": self.queue_depth,
             "workers": self.workers.capacity,
             "isolation": "process" if isinstance(self.workers, ProcessWorkers) else "thread",
-            "batchers": {m: b.stats() for m, b in self._batchers.items()},
+            "batchers": self._batchers.stats(),
             "settings": self.effective_batching(),
         }
 
@@ -148,16 +147,9 @@ class Runner:
                 self.config, self.handle_batching, method
             )
         if signature.batchable and settings.enabled and (args or kwargs):
-            batcher = self._batchers.get(method)
-            if batcher is None:
-                batcher = self._batchers[method] = AdaptiveBatcher(
-                    self.name,
-                    method,
-                    self._run_method(method),
-                    settings,
-                    batch_dim=signature.batch_dim,
-                    concurrency=self.workers.capacity,
-                )
+            batcher = self._batchers.get(
+                method, self._run_method(method), settings, batch_dim=signature.batch_dim
+            )
             return await batcher.submit_call(args, kwargs)
         gate = self._gates.get(method)
         if gate is None:
@@ -196,7 +188,7 @@ class Runner:
         """Finish queued and in-flight batches (up to `timeout`), then stop the workers."""
         self._closing = True
         deadline = time.monotonic() + timeout
-        await asyncio.gather(*(b.aclose(timeout) for b in self._batchers.values()))
+        await self._batchers.aclose(timeout)
         for gate in self._gates.values():
             await gate.drain(max(0.0, deadline - time.monotonic()))
         await self.workers.aclose(max(1.0, deadline - time.monotonic()))

@@ -84,3 +84,20 @@ def test_no_module_is_a_god_file() -> None:
 def test_graph_reads_the_real_tree() -> None:
     assert (ROOT / "runtime" / "serving" / "batching.py").is_file()
     assert "runtime.serving.batching" in graph()["runtime.serving.runners"]
+
+
+def test_one_place_builds_batchers() -> None:
+    """`AdaptiveBatcher(...)` is called only by `Batchers.get` (runtime/serving/batching.py):
+    a runner's methods and a service's batchable APIs get their batchers the same way."""
+    import ast
+
+    callers = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "AdaptiveBatcher"
+            ):
+                callers.append(name)
+    assert callers == ["runtime.serving.batching"]
