@@ -33,12 +33,19 @@ _EXPORTS = {
     "Service": "service.definition",
     "load_service": "service.definition",
     "NbentoError": "errors",
+    "NDArray": "service.schema",
+    "ndarray": "service.schema",
+    "DataFrameOf": "service.schema",
+    "UploadedFile": "service.schema",
+    "register_rows": "rows",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from runtime.errors import NbentoError
+    from runtime.rows import register_rows
     from runtime.service.definition import Service, api, load_service
     from runtime.service.handles import ModelHandle, runner
+    from runtime.service.schema import DataFrameOf, NDArray, UploadedFile, ndarray
     from runtime.store import (
         Model,
         ModelStore,
@@ -85,5 +92,10 @@ __all__ = [
     "Service",
     "load_service",
     "NbentoError",
+    "NDArray",
+    "ndarray",
+    "DataFrameOf",
+    "UploadedFile",
+    "register_rows",
     "__version__",
 ]

@@ -21,13 +21,16 @@ from runtime.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - what the lazy names resolve to, for type checkers
     from runtime import (
+        DataFrameOf,
         Model,
         ModelHandle,
         ModelStore,
         NbentoError,
+        NDArray,
         Serializer,
         Service,
         Tag,
+        UploadedFile,
         api,
         delete,
         export_model,
@@ -36,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover - what the lazy names resolve to, for type
         list_models,
         load,
         load_service,
+        ndarray,
+        register_rows,
         register_serializer,
         runner,
         save_model,
@@ -61,6 +66,11 @@ __all__ = [
     "Service",
     "load_service",
     "NbentoError",
+    "NDArray",
+    "ndarray",
+    "DataFrameOf",
+    "UploadedFile",
+    "register_rows",
     "__version__",
 ]
 
