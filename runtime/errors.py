@@ -109,6 +109,13 @@ class SignatureError(NbentoError, AttributeError):
     code = "signature_error"
 
 
+class UntrustedModel(NbentoError):
+    """A model from outside this machine would run code on load (a pickle) or declares methods
+    beyond inference; loading it needs a trust decision (`nbento models trust TAG`)."""
+
+    code = "untrusted_model"
+
+
 class BuildError(NbentoError):
     """A Bento build or export refused its input (secrets, missing models, bad options)."""
 

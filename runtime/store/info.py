@@ -7,9 +7,21 @@ from datetime import datetime
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MODEL_FILE = "model.yaml"
+
+
+def check_signature_name(method: object) -> str:
+    """A signature names a public method: an identifier without a leading `_`. Checked on
+    every read of model.yaml, since a runner calls the method by this name with client input
+    (an imported `__class__`, `_private` or `os.system` must never reach `getattr`)."""
+    if not isinstance(method, str) or not method.isidentifier() or method.startswith("_"):
+        raise ValueError(
+            f"invalid signature name {method!r}: use a public method name like 'predict' "
+            "(an identifier not starting with '_')"
+        )
+    return method
 
 
 class ModelSignature(BaseModel):
@@ -61,6 +73,13 @@ class ModelInfo(BaseModel):
     size_bytes: int
     files: dict[str, str]
     provenance: Provenance = Field(default_factory=Provenance)
+
+    @field_validator("signatures")
+    @classmethod
+    def _public_method_names(cls, value: dict[str, ModelSignature]) -> dict[str, ModelSignature]:
+        for method in value:
+            check_signature_name(method)
+        return value
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
