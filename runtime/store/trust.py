@@ -158,7 +158,12 @@ def ensure_registry(store: StoreLike) -> None:
         return
     home = nbento_home()
     legacy: list[ModelLike] = []
-    if store.root.resolve() == (home / "models").resolve() and not (home / BENTO_FILE).exists():
+    adopts = (
+        registry.folder == home / "trust"  # the home's own registry, not $NBENTO_TRUST_DIR
+        and store.root.resolve() == (home / "models").resolve()
+        and not (home / BENTO_FILE).exists()
+    )
+    if adopts:
         legacy = store.list_models()
     try:
         for model in legacy:
