@@ -46,7 +46,10 @@ def render_dockerfile(options: DockerOptions) -> str:
         "    PYTHONUNBUFFERED=1 \\",
         "    PIP_NO_CACHE_DIR=1 \\",
         "    PIP_DISABLE_PIP_VERSION_CHECK=1 \\",
-        f"    NBENTO_HOME={BENTO_HOME}",
+        f"    NBENTO_HOME={BENTO_HOME} \\",
+        # The image serves the models it was built with: trusted by construction of the build
+        # (docs/security.md, "Models from outside").
+        f"    NBENTO_TRUSTED_STORE={BENTO_HOME}/models",
         "",
     ]
     if options.system_packages:
