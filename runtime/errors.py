@@ -109,6 +109,16 @@ class SignatureError(NbentoError, AttributeError):
     code = "signature_error"
 
 
+class UndeclaredMethod(SignatureError):
+    """A runner server was asked (`POST /_runner/NAME`) for a method its model does not declare
+    as a signature: refused before anything is looked up on the model object. An API server
+    calling a remote runner raises it like a local `SignatureError`."""
+
+    public = True
+    status = 404
+    code = "undeclared_method"
+
+
 class UntrustedModel(NbentoError):
     """A model from outside this machine would run code on load (a pickle) or declares methods
     beyond inference; loading it needs a trust decision (`nbento models trust TAG`)."""
@@ -334,7 +344,8 @@ ERROR_CLASSES: dict[str, type[NbentoError]] = {
     cls.code: cls
     for cls in (
         InvalidName, ModelNotFound, ChecksumMismatch, SerializationError,
-        ServiceLoadError, ServiceImportError, SignatureError, BuildError,
+        ServiceLoadError, ServiceImportError, SignatureError, UndeclaredMethod, UntrustedModel,
+        BuildError,
         ContainerEngineUnavailable, ImageBuildFailed, BatchInputError, BatchOutputError,
         WireError, WorkerError, RemoteCallError, RequestTooLarge, QueueFull, RunnerClosed,
         RunnerUnreachable, RunnerNotAvailable, RequestError, InvalidBody, InvalidJSON,

@@ -136,8 +136,8 @@ def test_runner_process_calls_declared_signatures_only(tmp_path: Path) -> None:
             )
             assert answer.status_code == 404, (method, answer.text)
             body = answer.json()["error"]
-            assert body["type"] == "not_found"
-            assert f"no method '{method}'" in body["message"]
+            assert body["type"] == "undeclared_method"
+            assert f"has no signature '{method}'" in body["message"]
             assert "declares: dot" in body["message"]
         assert httpx.get(f"{server.url}/livez", timeout=10).status_code == 200
     assert not target.exists()
