@@ -195,3 +195,24 @@ def test_a_store_outside_the_home_uses_the_home_registry(tmp_path: Path) -> None
     archive = store.export_model(model.tag, tmp_path)
     store.import_model(archive, store=copy)
     assert copy.load(str(model.tag)) == Doubler(4)
+
+
+def test_a_bento_store_from_elsewhere_is_reported_then_trusted_whole(tmp_path: Path) -> None:
+    """What `nbento bentos import` calls on a Bento's `models/`: list what would be refused,
+    and with --trust record every version."""
+    from runtime.store.trust import trust_store
+
+    bento_models = ModelStore(tmp_path / "bento" / "models")
+    tripwire = tmp_path / "pwned.txt"
+    gift = store.import_model(pickle_tar(tmp_path / "g.tar", tripwire), store=bento_models)
+    plain = store.import_model(array_tar(tmp_path / "p.tar", {"predict": {}}), store=bento_models)
+
+    report = untrusted_models(bento_models)
+    assert [(m.tag, "runs code" in reasons[0]) for m, reasons in report] == [(gift.tag, True)]
+    assert not is_trusted(plain)  # not trusted, but nothing to refuse about it
+
+    added = trust_store(bento_models, "bento imported with --trust")
+    assert [m.tag for m in added] == [gift.tag]
+    assert untrusted_models(bento_models) == []
+    bento_models.load(str(gift.tag))
+    assert tripwire.exists()
