@@ -150,27 +150,26 @@ class TrustRegistry:
 
 
 def ensure_registry(store: StoreLike) -> None:
-    """Create the registry of `store` on first use. Versions already in the home store then
-    (saved before the trust gate existed) are recorded as trusted, so they load as before;
-    saves and imports call this before adding a version, so nothing new slips in this way."""
+    """Adopt a home store saved before the trust gate existed: the first time its registry is
+    needed, versions already there are recorded as trusted, so they load as before. Saves and
+    imports call this before adding a version, so nothing new is adopted this way. Other
+    stores and an explicit `$NBENTO_TRUST_DIR` adopt nothing."""
     registry = store.trust
-    if registry.folder.is_dir():
-        return
     home = nbento_home()
-    legacy: list[ModelLike] = []
     adopts = (
-        registry.folder == home / "trust"  # the home's own registry, not $NBENTO_TRUST_DIR
+        registry.folder == home / "trust"  # the home's own registry
+        and not registry.folder.is_dir()
         and store.root.resolve() == (home / "models").resolve()
         and not (home / BENTO_FILE).exists()
     )
-    if adopts:
-        legacy = store.list_models()
+    if not adopts:
+        return
     try:
-        for model in legacy:
+        for model in store.list_models():
             registry.add(model.yaml_sha256, str(model.tag), "in this store before trust records")
         registry.folder.mkdir(parents=True, exist_ok=True)
     except (OSError, NbentoError):
-        pass  # a read-only home (a Bento image): nothing is recorded, nothing trusted by it
+        pass  # a read-only home: nothing recorded, and so nothing trusted by adoption
 
 
 def _trusted_store_root() -> Path | None:
