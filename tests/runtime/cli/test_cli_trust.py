@@ -141,3 +141,28 @@ def test_runner_process_calls_declared_signatures_only(tmp_path: Path) -> None:
             assert "declares: dot" in body["message"]
         assert httpx.get(f"{server.url}/livez", timeout=10).status_code == 200
     assert not target.exists()
+
+
+def test_containerize_refuses_a_bento_holding_an_untrusted_pickle(tmp_path: Path) -> None:
+    """The image trusts the models it is built with, so building it is where a Bento from
+    elsewhere must be checked: refused before any container engine is contacted."""
+    from runtime.export.bento import build_bento
+    from runtime.store import ModelStore
+    from tests.runtime.bento_fixtures import save_toy_model, write_toy_service
+
+    save_toy_model()
+    bento = build_bento(write_toy_service(tmp_path / "toy"))
+    foreign = store.import_model(
+        pickle_tar(tmp_path / "gift.tar", tmp_path / "pwned.txt"),
+        store=ModelStore(bento.path / "models"),
+    )
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "runtime", "containerize", str(bento.path), "--tag", "toy:test",
+         "--docker-host", "unix:///nonexistent/docker.sock"],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.startswith(f"error: refusing to build an image from {bento.path}")
+    assert f"does not trust {foreign.tag}: loading it (cloudpickle) runs code" in refused.stderr
+    assert "no container engine" not in refused.stderr
