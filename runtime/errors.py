@@ -344,13 +344,12 @@ ERROR_CLASSES: dict[str, type[NbentoError]] = {
     cls.code: cls
     for cls in (
         InvalidName, ModelNotFound, ChecksumMismatch, SerializationError,
-        ServiceLoadError, ServiceImportError, SignatureError, UndeclaredMethod, UntrustedModel,
-        BuildError,
+        ServiceLoadError, ServiceImportError, SignatureError, BuildError,
         ContainerEngineUnavailable, ImageBuildFailed, BatchInputError, BatchOutputError,
         WireError, WorkerError, RemoteCallError, RequestTooLarge, QueueFull, RunnerClosed,
         RunnerUnreachable, RunnerNotAvailable, RequestError, InvalidBody, InvalidJSON,
         BodyTooLarge, UnsupportedMediaType, ValidationFailed, NotFound, MethodNotAllowed,
-        HttpError,
+        HttpError, UndeclaredMethod, UntrustedModel,
     )
 }
 """Every error class by the `type` its HTTP body carries, so an API server rebuilds a remote

@@ -46,10 +46,7 @@ def render_dockerfile(options: DockerOptions) -> str:
         "    PYTHONUNBUFFERED=1 \\",
         "    PIP_NO_CACHE_DIR=1 \\",
         "    PIP_DISABLE_PIP_VERSION_CHECK=1 \\",
-        f"    NBENTO_HOME={BENTO_HOME} \\",
-        # The image serves the models it was built with: trusted by construction of the build
-        # (docs/security.md, "Models from outside").
-        f"    NBENTO_TRUSTED_STORE={BENTO_HOME}/models",
+        f"    NBENTO_HOME={BENTO_HOME}",
         "",
     ]
     if options.system_packages:
@@ -77,6 +74,9 @@ def render_dockerfile(options: DockerOptions) -> str:
         "",
         "# 3. models (immutable tags; this folder is an NBENTO_HOME store)",
         f"COPY models/ {BENTO_HOME}/models/",
+        "# the image serves the models it was built with: trusted by construction of the build",
+        "# (docs/security.md, Models from outside; `nbento containerize` checked them)",
+        f"ENV NBENTO_TRUSTED_STORE={BENTO_HOME}/models",
         "",
         "# 4. source, manifest and API description",
         f"COPY bento.yaml config.yaml README.md {BENTO_HOME}/",

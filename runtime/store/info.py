@@ -12,18 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MODEL_FILE = "model.yaml"
 
 
-def check_signature_name(method: object) -> str:
-    """A signature names a public method: an identifier without a leading `_`. Checked on
-    every read of model.yaml, since a runner calls the method by this name with client input
-    (an imported `__class__`, `_private` or `os.system` must never reach `getattr`)."""
-    if not isinstance(method, str) or not method.isidentifier() or method.startswith("_"):
-        raise ValueError(
-            f"invalid signature name {method!r}: use a public method name like 'predict' "
-            "(an identifier not starting with '_')"
-        )
-    return method
-
-
 class ModelSignature(BaseModel):
     """How a method is called: `batchable` methods take and return a batch along `batch_dim`."""
 
@@ -39,6 +27,18 @@ class ModelSignature(BaseModel):
 class Framework(BaseModel):
     name: str
     version: str | None = None
+
+
+def check_signature_name(method: object) -> str:
+    """A signature names a public method: an identifier without a leading `_`. Checked on
+    every read of model.yaml, since a runner calls the method by this name with client input
+    (an imported `__class__`, `_private` or `os.system` must never reach `getattr`)."""
+    if not isinstance(method, str) or not method.isidentifier() or method.startswith("_"):
+        raise ValueError(
+            f"invalid signature name {method!r}: use a public method name like 'predict' "
+            "(an identifier not starting with '_')"
+        )
+    return method
 
 
 class Provenance(BaseModel):
@@ -69,10 +69,6 @@ class ModelInfo(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
     signatures: dict[str, ModelSignature] = Field(default_factory=dict)
-    creation_time: datetime
-    size_bytes: int
-    files: dict[str, str]
-    provenance: Provenance = Field(default_factory=Provenance)
 
     @field_validator("signatures")
     @classmethod
@@ -80,6 +76,11 @@ class ModelInfo(BaseModel):
         for method in value:
             check_signature_name(method)
         return value
+
+    creation_time: datetime
+    size_bytes: int
+    files: dict[str, str]
+    provenance: Provenance = Field(default_factory=Provenance)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
