@@ -343,13 +343,14 @@ class HttpError(RequestError):
 ERROR_CLASSES: dict[str, type[NbentoError]] = {
     cls.code: cls
     for cls in (
+        UndeclaredMethod, UntrustedModel,
         InvalidName, ModelNotFound, ChecksumMismatch, SerializationError,
         ServiceLoadError, ServiceImportError, SignatureError, BuildError,
         ContainerEngineUnavailable, ImageBuildFailed, BatchInputError, BatchOutputError,
         WireError, WorkerError, RemoteCallError, RequestTooLarge, QueueFull, RunnerClosed,
         RunnerUnreachable, RunnerNotAvailable, RequestError, InvalidBody, InvalidJSON,
         BodyTooLarge, UnsupportedMediaType, ValidationFailed, NotFound, MethodNotAllowed,
-        HttpError, UndeclaredMethod, UntrustedModel,
+        HttpError,
     )
 }
 """Every error class by the `type` its HTTP body carries, so an API server rebuilds a remote

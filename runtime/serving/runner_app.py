@@ -12,7 +12,7 @@ import logging
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from runtime.errors import InvalidBody, UndeclaredMethod, WireError
+from runtime.errors import InvalidBody, WireError
 from runtime.serving import wire
 from runtime.serving.error_body import error_response, install_error_handlers
 from runtime.serving.runners import RunnerPool
@@ -44,14 +44,7 @@ def runner_app(pool: RunnerPool, name: str) -> FastAPI:
                     'runner body must be a wire-encoded {"args": [...], "kwargs": {...}}'
                 )
             args, kwargs = tuple(payload.get("args", [])), payload.get("kwargs") or {}
-            runner = pool.get(name)
-            declared = runner.model_ref.info.signatures
-            if method not in declared:  # only declared signatures, never any attribute
-                raise UndeclaredMethod(
-                    f"model '{runner.tag}' of runner '{name}' has no signature '{method}'; "
-                    f"it declares: {', '.join(sorted(declared)) or '(none)'}"
-                )
-            result = await runner.acall(method, args, kwargs)
+            result = await pool.get(name).acall_declared(method, args, kwargs)
             return Response(wire.encode(result), media_type=wire.CONTENT_TYPE)
         except Exception as exc:
             answer = error_response(

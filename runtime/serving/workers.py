@@ -24,7 +24,7 @@ import time
 import traceback
 from typing import IO, Any, Protocol
 
-from runtime.errors import RemoteCallError, SignatureError, WorkerError
+from runtime.errors import RemoteCallError, SignatureError, UndeclaredMethod, WorkerError
 from runtime.serving import wire
 
 _LOAD_LOCK = threading.Lock()
@@ -48,6 +48,16 @@ def declared_method(obj: Any, signatures: Any, method: str, tag: object) -> Any:
         known = ", ".join(sorted(signatures)) or "(none)"
         raise SignatureError(f"model '{tag}' has no signature {method!r}; declared: {known}")
     return getattr(obj, method)
+
+
+def refuse_undeclared(signatures: Any, method: str, tag: object, runner: str) -> None:
+    """The runner route's check (`POST /_runner/NAME`): a name the model does not declare is
+    the client's mistake, `UndeclaredMethod` (404), before anything is looked up on the model."""
+    if method not in signatures:
+        raise UndeclaredMethod(
+            f"model '{tag}' of runner '{runner}' has no signature '{method}'; it declares: "
+            f"{', '.join(sorted(signatures)) or '(none)'}"
+        )
 
 
 def available_cores() -> int:
