@@ -53,7 +53,7 @@ from runtime.store.serializers import (
     serializer_module,
     serializer_named,
 )
-from runtime.store.trust import TrustRegistry, check_trusted, ensure_registry, yaml_digest
+from runtime.store.trust import TrustRegistry, check_trusted, record_saved, yaml_digest
 from runtime.tags import Tag, new_version, validate_name
 
 TMP_PREFIX = ".tmp-"
@@ -191,7 +191,6 @@ class ModelStore:
 
     def _load_model(self, model: Model, options: dict[str, Any], *, trust: bool) -> Any:
         if not trust:
-            ensure_registry(self)
             check_trusted(model)
         reader = ArtifactReader(model.path, model.info.files)
         serializer = serializer_named(model.info.serializer, model.info.module)
@@ -264,12 +263,7 @@ class ModelStore:
                     **info_fields,
                 )
                 text = info.to_yaml()
-                # Recorded before the version appears: what this store saves, it trusts.
-                ensure_registry(self)
-                self.trust.add(
-                    yaml_digest(text.encode("utf-8")), f"{name}:{version}",
-                    "saved on this machine", fsync=self.fsync,
-                )
+                record_saved(self, text, f"{name}:{version}")  # before the version appears
                 self._publish(tmp, name_dir / version, text)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -172,6 +172,14 @@ def ensure_registry(store: StoreLike) -> None:
         pass  # a read-only home: nothing recorded, and so nothing trusted by adoption
 
 
+def record_saved(store: StoreLike, yaml_text: str, tag: str) -> None:
+    """What a store saves on this machine, it trusts: recorded before the version appears."""
+    ensure_registry(store)
+    store.trust.add(
+        yaml_digest(yaml_text.encode("utf-8")), tag, "saved on this machine", fsync=store.fsync
+    )
+
+
 def _trusted_store_root() -> Path | None:
     value = os.environ.get(TRUSTED_STORE_ENV)
     return Path(value).expanduser().resolve() if value else None
@@ -219,6 +227,7 @@ def untrusted_reasons(model: ModelLike) -> list[str]:
 
 def check_trusted(model: ModelLike) -> None:
     """Raise `UntrustedModel` naming the risk and the ways to trust `model`, or return."""
+    ensure_registry(model.store)
     reasons = untrusted_reasons(model)
     if not reasons:
         return
@@ -266,6 +275,7 @@ __all__ = [
     "TrustRegistry",
     "check_trusted",
     "ensure_registry",
+    "record_saved",
     "is_trusted",
     "loads_code",
     "trust_dir",
