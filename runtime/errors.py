@@ -109,6 +109,23 @@ class SignatureError(NbentoError, AttributeError):
     code = "signature_error"
 
 
+class UndeclaredMethod(SignatureError):
+    """A runner server was asked (`POST /_runner/NAME`) for a method its model does not declare
+    as a signature: refused before anything is looked up on the model object. An API server
+    calling a remote runner raises it like a local `SignatureError`."""
+
+    public = True
+    status = 404
+    code = "undeclared_method"
+
+
+class UntrustedModel(NbentoError):
+    """A model from outside this machine would run code on load (a pickle) or declares methods
+    beyond inference; loading it needs a trust decision (`nbento models trust TAG`)."""
+
+    code = "untrusted_model"
+
+
 class BuildError(NbentoError):
     """A Bento build or export refused its input (secrets, missing models, bad options)."""
 
@@ -363,6 +380,7 @@ class HttpError(RequestError):
 ERROR_CLASSES: dict[str, type[NbentoError]] = {
     cls.code: cls
     for cls in (
+        UndeclaredMethod, UntrustedModel,
         InvalidName, ModelNotFound, ChecksumMismatch, SerializationError,
         ServiceLoadError, ServiceImportError, SignatureError, BuildError, GoldenError,
         ContainerEngineUnavailable, ImageBuildFailed, BatchInputError, BatchOutputError,

@@ -1,4 +1,5 @@
-"""`nbento models list | get TAG | delete TAG | export TAG PATH | import PATH`.
+"""`nbento models list | get TAG | delete TAG | export TAG PATH | import PATH [--trust] |
+trust TAG`.
 
 Thin wrappers over the store's module functions (the notebook calls the same ones): a table
 for people by default, `--json` for scripts.
@@ -15,6 +16,7 @@ from typing import Any
 from runtime import store
 from runtime.store.artifacts import human_size
 from runtime.store.model_store import Model
+from runtime.store.trust import ensure_registry, is_trusted, trust_model, untrusted_reasons
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,9 +46,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export_p.add_argument("path", help="target .tar file, or a folder to put NAME-VERSION.tar in")
     export_p.set_defaults(func=_export)
 
-    import_p = sub.add_parser("import", parents=[as_json], help="add the version held in a .tar made by export")
+    import_p = sub.add_parser(
+        "import", parents=[as_json],
+        help="add the version held in a .tar made by export (not trusted unless --trust)",
+    )
     import_p.add_argument("path")
+    import_p.add_argument(
+        "--trust", action="store_true",
+        help="trust the model now: it may run code when it loads (a pickle); only for an "
+        "archive whose origin you know",
+    )
     import_p.set_defaults(func=_import)
+
+    trust_p = sub.add_parser(
+        "trust", parents=[as_json],
+        help="after review, let a version from outside load although it runs code on load",
+    )
+    trust_p.add_argument("tag")
+    trust_p.set_defaults(func=_trust)
 
 
 def summary(model: Model) -> dict[str, Any]:
@@ -62,6 +79,8 @@ def summary(model: Model) -> dict[str, Any]:
         "signatures": {k: v.model_dump() for k, v in info.signatures.items()},
         "labels": info.labels,
         "size_bytes": info.size_bytes,
+        "trusted": is_trusted(model),
+        "untrusted_reasons": untrusted_reasons(model),
         "creation_time": info.model_dump(mode="json")["creation_time"],
         "path": str(model.path),
     }
@@ -91,6 +110,7 @@ def _signature_text(model: Model) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    ensure_registry(store.default_store())
     models = store.list_models(args.name)
     if args.json:
         print(json.dumps([summary(m) for m in models], indent=2))
@@ -140,6 +160,27 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    model = store.import_model(args.path)
-    print(json.dumps(summary(model)) if args.json else f"imported {model.tag} into {model.path}")
+    model = store.import_model(args.path, trust=args.trust)
+    if args.json:
+        print(json.dumps(summary(model)))
+        return 0
+    print(f"imported {model.tag} into {model.path}")
+    reasons = untrusted_reasons(model)
+    if reasons:
+        print(
+            f"not trusted: {'; and '.join(reasons)}. load() refuses it until you review it and "
+            f"run `nbento models trust {model.tag}`"
+        )
+    return 0
+
+
+def _trust(args: argparse.Namespace) -> int:
+    model = store.get(args.tag)
+    already = is_trusted(model)
+    if not already:
+        trust_model(model, "trusted with `nbento models trust`")
+    if args.json:
+        print(json.dumps(summary(model)))
+    else:
+        print(f"{model.tag} was trusted already" if already else f"trusted {model.tag}")
     return 0

@@ -13,9 +13,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runtime.errors import ContainerEngineUnavailable, ImageBuildFailed
+from runtime.errors import BuildError, ContainerEngineUnavailable, ImageBuildFailed
 from runtime.export.bento_store import Bento
 from runtime.store.artifacts import human_size
+from runtime.store.model_store import ModelStore
+from runtime.store.trust import untrusted_models
 
 DOCKERFILE = "env/docker/Dockerfile"
 
@@ -64,7 +66,11 @@ def containerize(
 ) -> str:
     """Build the image `tag` from `bento`; returns the image id. Each log line is passed to
     `log` with the elapsed time; the step counter (`Step 4/17`) shows progress, and the first
-    and last lines give the build context's and the image's sizes."""
+    and last lines give the build context's and the image's sizes.
+
+    The image trusts the models it is built with (docs/security.md), so a Bento holding a
+    model this machine does not trust is refused here, before any engine is contacted."""
+    _check_models_trusted(bento)
     try:
         client = _client(base_url)
     except ContainerEngineUnavailable as exc:
@@ -112,3 +118,14 @@ def containerize(
     log(f"[{time.monotonic() - started:6.1f}s] built {tag} ({image_id[:19]}{size}) in "
         f"{time.monotonic() - started:.1f} s")
     return image_id
+
+
+def _check_models_trusted(bento: Bento) -> None:
+    refused = untrusted_models(ModelStore(bento.path / "models"))
+    if refused:
+        lines = "; ".join(f"{model.tag}: {' and '.join(why)}" for model, why in refused)
+        raise BuildError(
+            f"refusing to build an image from {bento.path}: the image would trust every model "
+            f"it holds, and this machine does not trust {lines}. Review them, then run "
+            f"`nbento models trust TAG` with NBENTO_HOME={bento.path} (see docs/security.md)"
+        )

@@ -24,6 +24,8 @@ from runtime.errors import (
     RemoteCallError,
     RequestError,
     RunnerUnreachable,
+    SignatureError,
+    UndeclaredMethod,
 )
 from runtime.serving import wire
 from runtime.serving.balancer import BalancingOptions, ReplicaSet, Resolver
@@ -143,6 +145,8 @@ def remote_error(name: str, response: httpx.Response) -> NbentoError:
         )
     message = detail.message + (f" (runner error id {detail.id})" if detail.id else "")
     cls = ERROR_CLASSES.get(detail.type)
+    if cls is UndeclaredMethod:  # the service's own code asked for it: a bug, as in one process
+        cls = SignatureError
     if cls is not None and issubclass(cls, QueueFull):
         retry = _seconds(response.headers.get("retry-after"))
         return cls(f"remote runner '{name}': {message}", retry)

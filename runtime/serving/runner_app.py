@@ -70,7 +70,7 @@ def runner_app(pool: RunnerPool, name: str, config: ServerConfig | None = None) 
                     'runner body must be a wire-encoded {"args": [...], "kwargs": {...}}'
                 )
             args, kwargs = tuple(payload.get("args", [])), payload.get("kwargs") or {}
-            result = await pool.get(name).acall(method, args, kwargs)
+            result = await pool.get(name).acall_declared(method, args, kwargs)
             return Response(wire.encode(result), media_type=wire.CONTENT_TYPE)
         except Exception as exc:
             # Our own errors' messages are written to be shown (the API server rebuilds them as

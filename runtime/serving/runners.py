@@ -21,7 +21,13 @@ from runtime.errors import RunnerNotAvailable, SignatureError
 from runtime.service.handles import ModelHandle, RunnerBackend
 from runtime.serving.batching import Batchers, QueueFull, RunnerClosed
 from runtime.serving.loop import call_on_loop
-from runtime.serving.workers import ProcessWorkers, ThreadWorkers, Workers, available_cores
+from runtime.serving.workers import (
+    ProcessWorkers,
+    ThreadWorkers,
+    Workers,
+    available_cores,
+    refuse_undeclared,
+)
 from runtime.settings import BatchingConfig, RunnerConfig, ServerConfig
 
 if TYPE_CHECKING:
@@ -183,6 +189,14 @@ class Runner:
         if loop is None:
             raise RunnerNotAvailable(f"runner '{self.name}' is not started")
         return call_on_loop(loop, self.acall(method, args, kwargs), f"{self.name}.{method}")
+
+    async def acall_declared(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """`acall` for a request naming the method (a split layout's runner route): a method the
+        model does not declare is a 404 `UndeclaredMethod`, never an attribute lookup."""
+        refuse_undeclared(self.model_ref.info.signatures, method, self.tag, self.name)
+        return await self.acall(method, args, kwargs)
 
     async def aclose(self, timeout: float) -> None:
         """Finish queued and in-flight batches (up to `timeout`), then stop the workers."""

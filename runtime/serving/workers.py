@@ -25,7 +25,7 @@ import time
 import traceback
 from typing import IO, Any, Protocol
 
-from runtime.errors import RemoteCallError, WorkerError
+from runtime.errors import RemoteCallError, SignatureError, UndeclaredMethod, WorkerError
 from runtime.serving import wire
 
 _LOAD_LOCK = threading.Lock()
@@ -40,6 +40,25 @@ class Workers(Protocol):
     async def run(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
 
     async def aclose(self, timeout: float) -> None: ...
+
+
+def declared_method(obj: Any, signatures: Any, method: str, tag: object) -> Any:
+    """`obj`'s bound method `method`, only if the model declares it as a signature: a runner
+    never calls a name from a request or a pipe that the model did not declare."""
+    if method not in signatures:
+        known = ", ".join(sorted(signatures)) or "(none)"
+        raise SignatureError(f"model '{tag}' has no signature {method!r}; declared: {known}")
+    return getattr(obj, method)
+
+
+def refuse_undeclared(signatures: Any, method: str, tag: object, runner: str) -> None:
+    """The runner route's check (`POST /_runner/NAME`): a name the model does not declare is
+    the client's mistake, `UndeclaredMethod` (404), before anything is looked up on the model."""
+    if method not in signatures:
+        raise UndeclaredMethod(
+            f"model '{tag}' of runner '{runner}' has no signature '{method}'; it declares: "
+            f"{', '.join(sorted(signatures)) or '(none)'}"
+        )
 
 
 def available_cores() -> int:
@@ -92,7 +111,10 @@ class ThreadWorkers:
     async def run(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._pool is None:
             raise WorkerError(f"runner for {self.model_ref.tag} is not started")
-        call = functools.partial(getattr(self.obj, method), *args, **kwargs)
+        bound = declared_method(
+            self.obj, self.model_ref.info.signatures, method, self.model_ref.tag
+        )
+        call = functools.partial(bound, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     async def aclose(self, timeout: float) -> None:
@@ -276,7 +298,8 @@ def worker_main(argv: list[str]) -> int:
     try:
         from runtime.store.model_store import get
 
-        obj = get(tag).load()
+        model = get(tag)
+        obj = model.load()
         set_torch_threads(threads)
     except Exception as exc:
         _write_frame(out, {"err": _error_body(exc)})
@@ -291,7 +314,8 @@ def worker_main(argv: list[str]) -> int:
             return 0
         try:
             request = wire.decode(body)
-            result = getattr(obj, request["m"])(*request["a"], **request["k"])
+            bound = declared_method(obj, model.info.signatures, request["m"], model.tag)
+            result = bound(*request["a"], **request["k"])
             reply: dict[str, Any] = {"ok": result}
         except Exception as exc:
             reply = {"err": _error_body(exc)}

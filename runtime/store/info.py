@@ -50,6 +50,18 @@ class Framework(BaseModel):
     version: str | None = None
 
 
+def check_signature_name(method: object) -> str:
+    """A signature names a public method: an identifier without a leading `_`. Checked on
+    every read of model.yaml, since a runner calls the method by this name with client input
+    (an imported `__class__`, `_private` or `os.system` must never reach `getattr`)."""
+    if not isinstance(method, str) or not method.isidentifier() or method.startswith("_"):
+        raise ValueError(
+            f"invalid signature name {method!r}: use a public method name like 'predict' "
+            "(an identifier not starting with '_')"
+        )
+    return method
+
+
 class Provenance(BaseModel):
     """Where the model was saved from; empty outside a notebook."""
 
@@ -78,6 +90,14 @@ class ModelInfo(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
     signatures: dict[str, ModelSignature] = Field(default_factory=dict)
+
+    @field_validator("signatures")
+    @classmethod
+    def _public_method_names(cls, value: dict[str, ModelSignature]) -> dict[str, ModelSignature]:
+        for method in value:
+            check_signature_name(method)
+        return value
+
     creation_time: datetime
     size_bytes: int
     files: dict[str, str]

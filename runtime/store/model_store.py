@@ -3,7 +3,9 @@
 A save writes into `models/NAME/.tmp-*`, fsyncs, then renames the folder into place, so readers
 see a whole version or none (a killed save leaves only a hidden temp folder). Versions are
 immutable; `latest` is the newest version name (versions sort in creation order). Loading only
-reads: a Bento serves its models from a read-only filesystem.
+reads: a Bento serves its models from a read-only filesystem. A version whose loading runs code
+(a pickle) loads only when this machine trusts it (trust.py): saves here are trusted, imports
+are not unless asked.
 
     from runtime import save_model, load
     model = save_model("support_classifier", clf, signatures={"predict": {"batchable": True}})
@@ -33,7 +35,14 @@ from pydantic import ValidationError
 from runtime.errors import ModelNotFound, NbentoError, SerializationError, SignatureError
 from runtime.settings import nbento_home
 from runtime.store.artifacts import ArtifactReader, ArtifactWriter, fsync_dir
-from runtime.store.info import MODEL_FILE, Framework, ModelInfo, ModelSignature, Provenance
+from runtime.store.info import (
+    MODEL_FILE,
+    Framework,
+    ModelInfo,
+    ModelSignature,
+    Provenance,
+    check_signature_name,
+)
 from runtime.store.serializers import (
     Serializer,
     default_signatures,
@@ -44,6 +53,7 @@ from runtime.store.serializers import (
     serializer_module,
     serializer_named,
 )
+from runtime.store.trust import TrustRegistry, check_trusted, record_saved, yaml_digest
 from runtime.tags import Tag, new_version, validate_name
 
 TMP_PREFIX = ".tmp-"
@@ -54,16 +64,19 @@ STALE_TEMP_SECONDS = 24 * 3600
 class Model:
     """A stored version: metadata only until `load()` is called."""
 
-    def __init__(self, store: ModelStore, info: ModelInfo, path: Path) -> None:
+    def __init__(self, store: ModelStore, info: ModelInfo, path: Path, yaml_sha256: str) -> None:
         self.store = store
         self.info = info
         self.path = path
         self.tag = Tag(info.name, info.version)
+        self.yaml_sha256 = yaml_sha256  # the trust registry's key for this exact version
 
-    def load(self, **options: Any) -> Any:
+    def load(self, *, trust: bool = False, **options: Any) -> Any:
         """Rebuild the object (sha256 of every artifact checked). Options go to the serializer,
-        e.g. `mmap_mode="r"` for arrays."""
-        return self.store._load_model(self, options)
+        e.g. `mmap_mode="r"` for arrays. A version from outside whose loading runs code is
+        refused with `UntrustedModel` unless this machine trusts it or `trust=True` (this call
+        only; `nbento models trust TAG` records it)."""
+        return self.store._load_model(self, options, trust=trust)
 
     def __repr__(self) -> str:
         return f"Model(tag='{self.tag}', serializer={self.info.serializer!r}, path='{self.path}')"
@@ -75,9 +88,22 @@ class ModelStore:
     `fsync=False` skips the durability flushes (benchmarks, throw-away stores); renames stay
     atomic either way."""
 
-    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        trust: TrustRegistry | None = None,
+    ) -> None:
         self.root = Path(root)
         self.fsync = fsync
+        self._trust = trust
+
+    @property
+    def trust(self) -> TrustRegistry:
+        """The registry deciding which versions may run code on load: the one given, else this
+        machine's (`$NBENTO_TRUST_DIR`, else `$NBENTO_HOME/trust`; see trust.py)."""
+        return self._trust or TrustRegistry.default()
 
     def __repr__(self) -> str:
         return f"ModelStore('{self.root}')"
@@ -136,16 +162,16 @@ class ModelStore:
     def _read(self, path: Path) -> Model:
         yaml_path = path / MODEL_FILE
         try:
-            data = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
-            info = ModelInfo.model_validate(data)
-        except (OSError, yaml.YAMLError, ValidationError) as exc:
+            raw = yaml_path.read_bytes()
+            info = ModelInfo.model_validate(yaml.safe_load(raw.decode("utf-8")))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, ValidationError) as exc:
             raise NbentoError(f"cannot read {yaml_path}: {exc}") from exc
         if (info.name, info.version) != (path.parent.name, path.name):
             raise NbentoError(
                 f"{yaml_path} describes {info.name}:{info.version} but lives in "
                 f"{path.parent.name}/{path.name}; the store was edited by hand"
             )
-        return Model(self, info, path)
+        return Model(self, info, path, yaml_digest(raw))
 
     def list_models(self, name: str | None = None) -> list[Model]:
         """Every stored version (or those of `name`), sorted by name then version."""
@@ -159,11 +185,13 @@ class ModelStore:
                     warnings.warn(f"skipping unreadable model: {exc}", stacklevel=2)
         return found
 
-    def load(self, tag: str | Tag, **options: Any) -> Any:
+    def load(self, tag: str | Tag, *, trust: bool = False, **options: Any) -> Any:
         """Load the object saved under `tag` (see `Model.load`)."""
-        return self.get(tag).load(**options)
+        return self.get(tag).load(trust=trust, **options)
 
-    def _load_model(self, model: Model, options: dict[str, Any]) -> Any:
+    def _load_model(self, model: Model, options: dict[str, Any], *, trust: bool) -> Any:
+        if not trust:
+            check_trusted(model)
         reader = ArtifactReader(model.path, model.info.files)
         serializer = serializer_named(model.info.serializer, model.info.module)
         try:
@@ -234,12 +262,14 @@ class ModelStore:
                     files=files,
                     **info_fields,
                 )
-                self._publish(tmp, name_dir / version, info)
+                text = info.to_yaml()
+                record_saved(self, text, f"{name}:{version}")  # before the version appears
+                self._publish(tmp, name_dir / version, text)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             self.remove_stale_temp(name)
-        return Model(self, info, name_dir / version)
+        return Model(self, info, name_dir / version, yaml_digest(text.encode("utf-8")))
 
     def remove_stale_temp(
         self, name: str, *, older_than_s: float = STALE_TEMP_SECONDS
@@ -278,11 +308,11 @@ class ModelStore:
                 continue
         raise NbentoError(f"cannot create a temporary folder in {name_dir}")
 
-    def _publish(self, tmp: Path, final: Path, info: ModelInfo) -> None:
+    def _publish(self, tmp: Path, final: Path, yaml_text: str) -> None:
         """Write model.yaml last, make everything durable, then rename into place."""
         yaml_path = tmp / MODEL_FILE
-        with open(yaml_path, "x", encoding="utf-8") as f:
-            f.write(info.to_yaml())
+        with open(yaml_path, "x", encoding="utf-8", newline="") as f:
+            f.write(yaml_text)
             f.flush()
             if self.fsync:
                 os.fsync(f.fileno())
@@ -352,10 +382,10 @@ def _normalize_signatures(
         raw = {method: {} for method in signatures}
     result: dict[str, ModelSignature] = {}
     for method, spec in raw.items():
-        if not isinstance(method, str) or not method.isidentifier() or method.startswith("_"):
-            raise SignatureError(
-                f"invalid signature name {method!r}: use a public method name like 'predict'"
-            )
+        try:
+            check_signature_name(method)
+        except ValueError as exc:
+            raise SignatureError(str(exc)) from None
         if not callable(getattr(obj, method, None)):
             public = sorted(
                 m for m in dir(obj) if not m.startswith("_") and callable(getattr(obj, m, None))
@@ -453,8 +483,10 @@ def get(tag: str | Tag) -> Model:
     return default_store().get(tag)
 
 
-def load(tag: str | Tag, **options: Any) -> Any:
-    return default_store().load(tag, **options)
+def load(tag: str | Tag, *, trust: bool = False, **options: Any) -> Any:
+    """Load a version from the default store; `trust=True` loads a model from outside that runs
+    code on load, for this call only (see `Model.load`)."""
+    return default_store().load(tag, trust=trust, **options)
 
 
 def list_models(name: str | None = None) -> list[Model]:

@@ -3,6 +3,10 @@
 The archive holds `NAME/VERSION/model.yaml` and the artifact files, nothing else. Import treats
 the tar as untrusted input: only regular files at safe relative paths, exactly the files that
 model.yaml lists, each checked against its sha256 while it is copied; nothing is unpickled.
+Caps come before any byte is written: at most `MAX_MEMBERS` entries, no sparse members (a few
+KiB of tar can declare a GiB of zeros), and the declared sizes must fit `MAX_IMPORT_BYTES` and
+the free space of the store. An imported version is not trusted (trust.py) unless `trust=True`:
+if loading it would run code, `load()` refuses it until someone decides to trust it.
 """
 
 from __future__ import annotations
@@ -19,12 +23,19 @@ import yaml
 from pydantic import ValidationError
 
 from runtime.errors import ChecksumMismatch, NbentoError
-from runtime.store.artifacts import CHUNK_BYTES, check_relpath, fsync_dir
+from runtime.store.artifacts import CHUNK_BYTES, check_relpath, fsync_dir, human_size
 from runtime.store.info import MODEL_FILE, ModelInfo
 from runtime.store.model_store import Model, ModelStore, _io_errors, default_store
+from runtime.store.trust import ensure_registry, trust_model
 from runtime.tags import Tag, validate_name
 
 _MAX_YAML_BYTES = 4 << 20
+# A saved transformers model is a few dozen files; ten thousand leaves room for odd formats
+# while a 300k-entry archive is refused after reading at most this many headers.
+MAX_MEMBERS = 10_000
+# Larger than any model this store is meant for; a bigger one is copied with the store's
+# folder, not through a tar.
+MAX_IMPORT_BYTES = 256 << 30
 
 
 class _HashingReader:
@@ -103,7 +114,52 @@ def _member_parts(member: tarfile.TarInfo) -> tuple[str, str, str]:
     return parts[0], parts[1], relpath
 
 
-def import_tar(store: ModelStore, path: Path) -> Model:
+def _checked_members(
+    tar: tarfile.TarFile, path: Path, max_members: int
+) -> list[tarfile.TarInfo]:
+    """The archive's entries, reading at most `max_members` + 1 headers; sparse entries and
+    archives with too many entries are refused."""
+    found: list[tarfile.TarInfo] = []
+    for member in tar:
+        if len(found) >= max_members:
+            raise NbentoError(
+                f"refusing to import {path}: more than {max_members} entries; a model archive "
+                "made by `nbento models export` holds model.yaml and its artifacts only"
+            )
+        if member.issparse():
+            raise NbentoError(
+                f"refusing to import {path}: tar member {member.name!r} is a sparse file "
+                f"(declares {human_size(member.size)}); export the model again with "
+                "`nbento models export`, which writes plain files"
+            )
+        found.append(member)
+    return found
+
+
+def _check_space(store: ModelStore, path: Path, total: int, max_bytes: int) -> None:
+    if total > max_bytes:
+        raise NbentoError(
+            f"refusing to import {path}: its files declare {human_size(total)}, more than the "
+            f"{human_size(max_bytes)} an import may write; copy such a model's folder instead"
+        )
+    probe = store.root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if total > free:
+        raise NbentoError(
+            f"cannot import {path}: its files need {human_size(total)} but {probe} has only "
+            f"{human_size(free)} free; free some space and import again"
+        )
+
+
+def import_tar(
+    store: ModelStore,
+    path: Path,
+    *,
+    max_members: int = MAX_MEMBERS,
+    max_bytes: int = MAX_IMPORT_BYTES,
+) -> Model:
     """Add the version in `path` to `store`; if that exact version is present already, return
     it. Raises `NbentoError` for anything but a clean archive made by `export_tar`."""
     try:
@@ -113,71 +169,85 @@ def import_tar(store: ModelStore, path: Path) -> Model:
     except (tarfile.TarError, OSError) as exc:
         raise NbentoError(f"cannot import {path}: not a readable tar archive ({exc})") from exc
     with tar:
-        members: dict[str, tarfile.TarInfo] = {}
-        identity: tuple[str, str] | None = None
-        for member in tar.getmembers():
-            if member.isdir():
-                continue
-            name, version, relpath = _member_parts(member)
-            if identity is None:
-                identity = (name, version)
-            elif identity != (name, version):
-                raise NbentoError(
-                    f"refusing to import {path}: it mixes {identity[0]}:{identity[1]} and "
-                    f"{name}:{version}; an archive holds one model version"
-                )
-            if relpath in members:
-                raise NbentoError(f"refusing to import {path}: {member.name!r} appears twice")
-            members[relpath] = member
-        if identity is None or MODEL_FILE not in members:
-            raise NbentoError(f"cannot import {path}: no NAME/VERSION/{MODEL_FILE} inside")
-        name, version = identity
-        yaml_member = members.pop(MODEL_FILE)
-        if yaml_member.size > _MAX_YAML_BYTES:
-            raise NbentoError(f"refusing to import {path}: {MODEL_FILE} is implausibly large")
-        yaml_file = tar.extractfile(yaml_member)
-        assert yaml_file is not None
-        yaml_bytes = yaml_file.read()
         try:
-            info = ModelInfo.model_validate(yaml.safe_load(yaml_bytes))
-        except (yaml.YAMLError, ValidationError) as exc:
-            raise NbentoError(f"cannot import {path}: invalid {MODEL_FILE}: {exc}") from exc
-        if (info.name, info.version) != (name, version):
+            return _import_members(store, tar, path, max_members, max_bytes)
+        except (tarfile.TarError, EOFError) as exc:
             raise NbentoError(
-                f"refusing to import {path}: {MODEL_FILE} says {info.name}:{info.version} "
-                f"but the files are under {name}/{version}/"
-            )
-        for relpath in info.files:
-            check_relpath(relpath)
-        if set(info.files) != set(members):
-            missing = sorted(set(info.files) - set(members))
-            extra = sorted(set(members) - set(info.files))
+                f"cannot import {path}: the archive is damaged or truncated ({exc}); "
+                "export the model again"
+            ) from exc
+
+
+def _import_members(
+    store: ModelStore, tar: tarfile.TarFile, path: Path, max_members: int, max_bytes: int
+) -> Model:
+    members: dict[str, tarfile.TarInfo] = {}
+    identity: tuple[str, str] | None = None
+    for member in _checked_members(tar, path, max_members):
+        if member.isdir():
+            continue
+        name, version, relpath = _member_parts(member)
+        if identity is None:
+            identity = (name, version)
+        elif identity != (name, version):
             raise NbentoError(
-                f"refusing to import {path}: files differ from {MODEL_FILE} "
-                f"(missing: {missing or 'none'}, unlisted: {extra or 'none'})"
+                f"refusing to import {path}: it mixes {identity[0]}:{identity[1]} and "
+                f"{name}:{version}; an archive holds one model version"
             )
-        final = store.root / name / version
-        if final.exists():
-            return _existing(store, final, info.files, path)
-        tmp = store._make_temp(store.root / name, f"import-{version}-{secrets.token_hex(4)}")
+        if relpath in members:
+            raise NbentoError(f"refusing to import {path}: {member.name!r} appears twice")
+        members[relpath] = member
+    if identity is None or MODEL_FILE not in members:
+        raise NbentoError(f"cannot import {path}: no NAME/VERSION/{MODEL_FILE} inside")
+    name, version = identity
+    yaml_member = members.pop(MODEL_FILE)
+    if yaml_member.size > _MAX_YAML_BYTES:
+        raise NbentoError(f"refusing to import {path}: {MODEL_FILE} is implausibly large")
+    yaml_file = tar.extractfile(yaml_member)
+    assert yaml_file is not None
+    yaml_bytes = yaml_file.read()
+    try:
+        info = ModelInfo.model_validate(yaml.safe_load(yaml_bytes))
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise NbentoError(f"cannot import {path}: invalid {MODEL_FILE}: {exc}") from exc
+    if (info.name, info.version) != (name, version):
+        raise NbentoError(
+            f"refusing to import {path}: {MODEL_FILE} says {info.name}:{info.version} "
+            f"but the files are under {name}/{version}/"
+        )
+    for relpath in info.files:
+        check_relpath(relpath)
+    if set(info.files) != set(members):
+        missing = sorted(set(info.files) - set(members))
+        extra = sorted(set(members) - set(info.files))
+        raise NbentoError(
+            f"refusing to import {path}: files differ from {MODEL_FILE} "
+            f"(missing: {missing or 'none'}, unlisted: {extra or 'none'})"
+        )
+    final = store.root / name / version
+    if final.exists():
+        return _existing(store, final, info.files, path)
+    _check_space(store, path, sum(m.size for m in members.values()), max_bytes)
+    ensure_registry(store)  # before the version appears: it must never count as legacy
+    tmp = store._make_temp(store.root / name, f"import-{version}-{secrets.token_hex(4)}")
+    try:
+        for relpath, member in members.items():
+            _copy_member(tar, member, tmp / relpath, relpath, info.files[relpath], store.fsync)
+        (tmp / MODEL_FILE).write_bytes(yaml_bytes)
+        if store.fsync:
+            fsync_dir(tmp)
         try:
-            for relpath, member in members.items():
-                _copy_member(tar, member, tmp / relpath, relpath, info.files[relpath], store.fsync)
-            (tmp / MODEL_FILE).write_bytes(yaml_bytes)
-            if store.fsync:
-                fsync_dir(tmp)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if final.exists():  # imported concurrently by someone else
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    return _existing(store, final, info.files, path)
-                raise
-            if store.fsync:
-                fsync_dir(final.parent)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            os.rename(tmp, final)
+        except OSError:
+            if final.exists():  # imported concurrently by someone else
+                shutil.rmtree(tmp, ignore_errors=True)
+                return _existing(store, final, info.files, path)
             raise
+        if store.fsync:
+            fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return store.get(f"{name}:{version}")
 
 
@@ -228,8 +298,17 @@ def export_model(
         return export_tar(model, Path(path))
 
 
-def import_model(path: str | os.PathLike[str], *, store: ModelStore | None = None) -> Model:
-    """Add the version held in a `.tar` made by `export_model`; nothing is unpickled."""
+def import_model(
+    path: str | os.PathLike[str], *, store: ModelStore | None = None, trust: bool = False
+) -> Model:
+    """Add the version held in a `.tar` made by `export_model`; nothing is unpickled.
+
+    The version is not trusted: if loading it runs code (a pickle), `load()` refuses it until
+    `nbento models trust TAG`. `trust=True` (`import FILE --trust`) records the decision now,
+    for an archive you know the origin of."""
     store = store or default_store()
     with _io_errors(f"import {path} into {store.root}"):
-        return import_tar(store, Path(path))
+        model = import_tar(store, Path(path))
+        if trust:
+            trust_model(model, f"imported from {Path(path).name} with --trust")
+        return model
