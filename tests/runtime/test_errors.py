@@ -24,6 +24,8 @@ from runtime.errors import (
     RemoteCallError,
     RequestError,
     ServiceImportError,
+    SignatureError,
+    UndeclaredMethod,
     ValidationFailed,
     status_for,
 )
@@ -120,6 +122,8 @@ def test_each_class_answers_with_a_valid_body_and_comes_back_from_a_runner(
     rebuilt = remote_error("r", httpx.Response(answer.status, headers=answer.headers, content=answer.content))
     if issubclass(cls, RequestError):  # the API server's request to the runner was refused
         assert type(rebuilt) is RemoteCallError and rebuilt.http_status() == 500
+    elif cls is UndeclaredMethod:  # the runner's 404 is the API server's own bug: as in one process
+        assert type(rebuilt) is SignatureError and status_for(rebuilt) == 500
     else:
         assert type(rebuilt) is cls and str(exc) in str(rebuilt)
         assert status_for(rebuilt) == status_for(exc)
