@@ -170,9 +170,22 @@ def _cmd_export_bento(args: argparse.Namespace) -> int:
 
 def _cmd_import_bento(args: argparse.Namespace) -> int:
     from runtime.export.bento_archive import import_bento
+    from runtime.store.model_store import ModelStore
+    from runtime.store.trust import trust_store, untrusted_models
 
     bento = import_bento(args.file)
     print(f"imported Bento {bento.tag} into {bento.path}")
+    models = ModelStore(bento.path / "models", fsync=False)
+    if args.trust:
+        for model in trust_store(models, f"nbento bentos import {args.file} --trust"):
+            print(f"  trusted {model.tag} (it runs code on load: reviewed by whoever ran --trust)")
+        return 0
+    for model, reasons in untrusted_models(models):
+        print(
+            f"  not trusted: {model.tag}: {'; '.join(reasons)}; after review: nbento models trust "
+            f"{model.tag} with NBENTO_HOME={bento.path}, or import again with --trust",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -330,6 +343,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     b.set_defaults(func=_cmd_export_bento)
     b = bsub.add_parser("import", help="add a .bento archive (from nbento or bentoml export)")
     b.add_argument("file", help="a .bento archive")
+    b.add_argument(
+        "--trust", action="store_true",
+        help="trust its models that run code on load (pickles) after you reviewed where it came from",
+    )
     b.set_defaults(func=_cmd_import_bento)
 
     export = sub.add_parser("export", help="export a Bento for a platform")

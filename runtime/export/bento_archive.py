@@ -117,6 +117,12 @@ def _checked_members(tar: tarfile.TarFile, archive: Path) -> dict[PurePosixPath,
                 f"refusing to import {archive}: entry {member.name!r} is a link or device; a "
                 f"Bento holds only files and folders"
             )
+        if member.issparse():
+            raise NbentoError(
+                f"refusing to import {archive}: entry {member.name!r} is a sparse file (it would "
+                f"unpack to far more than the archive holds); export the Bento again without "
+                f"sparse files"
+            )
         total += member.size
         if total > MAX_TOTAL_BYTES:
             raise NbentoError(
