@@ -113,7 +113,7 @@ def test_every_layout_applies_the_same_effective_settings(
 
     # The Bento records what the file makes of the code, and ships the file, not code values.
     info = yaml.safe_load((bento / "bento.yaml").read_text())
-    (runner,) = info["runners"]
+    (runner,) = info["nbento_runners"]  # nbento's key beside BentoML's spec-2 fields
     assert runner["methods"]["predict"]["batching"]["max_batch_size"] == 64
     assert yaml.safe_load((bento / "config.yaml").read_text()) == yaml.safe_load(CONFIG)
 
@@ -124,7 +124,7 @@ def test_every_layout_applies_the_same_effective_settings(
     assert from_bento["settings_sources"][2] == f"file {bento / 'config.yaml'}"
 
     # Split layout: the runner process resolves the same batching for its runner.
-    with running_server(bento, "--runner", "toy_clf") as server:
+    with running_server(bento, "--runner", "toy_clf", "--dev") as server:  # --dev: full readyz
         runner_status = httpx.get(f"{server.url}/readyz", timeout=10).json()
     assert runner_status["runners"]["toy_clf"]["settings"] == {
         "predict": from_source["settings"]["runners"]["toy_clf"]["methods"]["predict"]
