@@ -1,8 +1,10 @@
 """The frameworks of the fidelity matrix, as data: how a notebook trains and saves a model, the
 service cells that call it, and the requests to send. Add a framework by adding a `Case`.
 
-Each notebook gets a last, uncaptured cell that calls the API functions in the kernel with the
-same payloads the test then sends over HTTP, and writes the answers to `kernel_answers.json`.
+All cases share one notebook, so one service module: their variables, runner names and API
+names must differ. The notebook gets a last, uncaptured cell that calls each API in the kernel
+(`kernel_call`) with the same payloads the test then sends over HTTP, and writes the answers
+to `kernel_answers.json`.
 """
 
 from __future__ import annotations
@@ -179,7 +181,7 @@ DICT_OF_TENSORS = Case(
 def _customers(n: int, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     return [
-        {"tenure": rng.randint(0, 60), "monthly": round(rng.uniform(10, 120), 2) + 0.005,
+        {"tenure": rng.randint(0, 60), "monthly": round(rng.uniform(10, 120), 2),
          "calls": rng.randint(0, 9)}
         for _ in range(n)
     ]
