@@ -112,7 +112,7 @@ def check_layout(case: Case, expected: dict[str, Any], layout: Layout) -> None:
         problems = differences(expected["many"], response.json(), case.tolerance, "many")
         assert not problems, problems[:5]
         before = batch_histogram(metrics_url, case.runner)
-        with ThreadPoolExecutor(max_workers=30) as pool:
+        with ThreadPoolExecutor(max_workers=len(sent["single"])) as pool:  # all at once
             responses = list(pool.map(lambda p: client.post(url, json=p), sent["single"]))
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses][:3]
     problems = differences(expected["single"], [r.json() for r in responses], case.tolerance)
