@@ -75,7 +75,7 @@ TORCH_MLP = Case(
     preprocess=(
         "%%nbento preprocess\n"
         "import torch\n"
-        "from runtime import runner\n"
+        "from nbento import runner\n"
         "mlp = runner('fid_mlp:latest')\n"
     ),
     api_cell=(
@@ -117,7 +117,7 @@ DATAFRAME_PIPELINE = Case(
     preprocess=(
         "%%nbento preprocess\n"
         "import pandas as pd\n"
-        "from runtime import runner\n"
+        "from nbento import runner\n"
         "houses = runner('fid_houses:latest')\n"
     ),
     api_cell=(
@@ -160,7 +160,7 @@ DICT_OF_TENSORS = Case(
     preprocess=(
         "%%nbento preprocess\n"
         "import torch\n"
-        "from runtime import runner\n"
+        "from nbento import runner\n"
         "encoder = runner('fid_encoder:latest')\n"
         "def tokenize(texts, length=12):\n"
         "    ids = [[ord(c) % 63 + 1 for c in t[:length]] for t in texts]\n"
@@ -203,7 +203,7 @@ XGBOOST = Case(
     preprocess=(
         "%%nbento preprocess\n"
         "import numpy as np\n"
-        "from runtime import runner\n"
+        "from nbento import runner\n"
         "xgb = runner('fid_xgb:latest')\n"
     ),
     api_cell=(
@@ -242,7 +242,7 @@ LIGHTGBM = Case(
         "%%nbento preprocess\n"
         "import pandas as pd\n"
         "from pydantic import BaseModel\n"
-        "from runtime import runner\n"
+        "from nbento import runner\n"
         "from runtime.service.schema import DataFrameOf\n"
         "lgbm = runner('fid_lgbm:latest')\n"
         "class Customer(BaseModel):\n"
@@ -285,7 +285,7 @@ TRANSFORMERS_BERT = Case(
     preprocess=(
         "%%nbento preprocess\n"
         "from transformers import BertTokenizerFast\n"
-        "from runtime import runner\n"
+        "from nbento import runner\n"
         f"BERT_WORDS = {BERT_WORDS!r}\n"
         "bert_tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(BERT_WORDS)})\n"
         "bert = runner('fid_bert:latest')\n"
@@ -323,7 +323,7 @@ ONNX_MLP = Case(
     preprocess=(
         "%%nbento preprocess\n"
         "import numpy as np\n"
-        "from runtime import runner\n"
+        "from nbento import runner\n"
         "onnx_mlp = runner('fid_onnx:latest')\n"
     ),
     api_cell=(

@@ -50,7 +50,7 @@ def write_notebook(folder: Path, cases: list[Case]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     specs = {c.name: {**inputs(c), "call": c.kernel_call.format(api=c.api)} for c in cases}
     (folder / "inputs.json").write_text(json.dumps(specs))
-    cells = ["%load_ext jupyter_ext"]
+    cells = ["%load_ext nbento"]  # as a user writes it
     for case in cases:
         cells += [case.train, case.model, case.preprocess, case.api_cell]
     cells.append(ANSWERS_CELL)
