@@ -386,9 +386,10 @@ def test_yatai_pod_command_serves_the_bento_folder_with_its_config(
     The Bento's config.yaml applies (max_batch_size 8 instead of the built 32)."""
     serving = bentoml_serving(support_bento.path)
     config_file = support_bento.path / "config.yaml"
-    config = yaml.safe_load(config_file.read_text())
-    for method in config["runners"]["support_classifier"]["methods"].values():
-        method.update(max_batch_size=8, max_latency_ms=50.0)
+    config = yaml.safe_load(config_file.read_text()) or {}  # what the build's file wrote
+    config.setdefault("runners", {})["support_classifier"] = {
+        "batching": {"max_batch_size": 8, "max_latency_ms": 50.0}
+    }
     config_file.write_text(yaml.safe_dump(config))
     port = free_port()
     env = clean_env(PORT=str(port), BENTOML_HOME=str(tmp_path / "bentoml-home"),
