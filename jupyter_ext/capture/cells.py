@@ -4,13 +4,12 @@ module, and where the files of a service live. Everything else in `capture` buil
 from __future__ import annotations
 
 import ast
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime.atomic import atomic_write_text
 from runtime.errors import NbentoError
 from runtime.tags import validate_name
 
@@ -116,12 +115,4 @@ def api_function(cell: CapturedCell) -> str:
 
 def atomic_write(path: Path, text: str) -> None:
     """Write through a temp file in the same folder and rename: readers see old or new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)

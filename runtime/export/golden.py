@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from runtime.atomic import atomic_write_text
 from runtime.errors import GoldenError
 
 GOLDEN_FILE = "golden.jsonl"
@@ -85,16 +84,7 @@ def read_goldens(path: Path) -> list[Golden]:
 
 def write_goldens(path: Path, goldens: Iterable[Golden]) -> None:
     """Write the file atomically (a replay never reads half a file)."""
-    text = "".join(g.model_dump_json() + "\n" for g in goldens)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "".join(g.model_dump_json() + "\n" for g in goldens))
 
 
 def record_goldens(
