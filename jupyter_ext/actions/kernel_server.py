@@ -373,7 +373,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runtime.cli import main as nbento_main
 
     rest = args.nbento_args[1:] if args.nbento_args[:1] == ["--"] else args.nbento_args
-    return nbento_main(rest)
+    try:
+        return nbento_main(rest)
+    finally:  # also after the watchdog's SIGTERM: the server drains, then forgets itself
+        if len(rest) > 1 and rest[0] == "serve":
+            with contextlib.suppress(OSError):
+                unregister(Path(rest[1]), os.getpid())
 
 
 if __name__ == "__main__":
