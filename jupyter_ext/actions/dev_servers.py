@@ -164,10 +164,11 @@ class DevServers:
         if adopted:
             return adopted[-1]
         capture, written = build_service(path)
-        port = port or free_port()
-        kernel = KernelServer(written.folder, port=port, reload=True, notebook=path, owner="jupyter")
-        server = DevServer(f"{capture.service_name}-{port}", path, kernel)
-        kernel.start(timeout=timeout)
+        kernel = KernelServer(written.folder, port=port or free_port(), reload=True,
+                              notebook=path, owner="jupyter")
+        # a port picked here may be taken by another process before the server binds it
+        kernel.start(timeout=timeout, port_tries=1 if port else 5)
+        server = DevServer(f"{capture.service_name}-{kernel.port}", path, kernel)
         server.fetch_status()
         with self._lock:
             self._servers[server.id] = server

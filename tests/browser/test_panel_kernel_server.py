@@ -64,7 +64,8 @@ def page(lab: LabServer, browser: Any) -> Iterator[Any]:
     page.on("response", lambda r: r.status >= 400 and failures.append(f"HTTP {r.status} {r.url}"))
     page.on("console", lambda m: m.type == "error" and failures.append(f"console: {m.text}"))
     page.failures = failures  # read by the last test
-    page.goto(f"{lab.base}/lab/tree/{NOTEBOOK}?token={lab.token}")
+    # a workspace of its own: not the layout (open notebooks, panel) an earlier module left
+    page.goto(f"{lab.base}/lab/workspaces/kernel-server/tree/{NOTEBOOK}?reset&token={lab.token}")
     page.wait_for_selector("#jupyterlab-splash", state="detached")
     expect(page.locator(".jp-NotebookPanel .jp-Cell").first).to_be_visible()
     expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle")
