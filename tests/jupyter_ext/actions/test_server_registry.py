@@ -128,3 +128,31 @@ def test_a_registry_file_of_another_shape_reads_as_no_server(tmp_path: Path, gar
     _, folder = service_folder(tmp_path)
     (folder / REGISTRY_NAME).write_text(garbage)
     assert read_live(folder) is None
+
+
+@pytest.mark.slow
+def test_nbento_serve_in_a_kernel_attaches_to_the_panels_server(tmp_path: Path) -> None:
+    from tests.jupyter_ext.kernel_session import KernelSession
+
+    notebook = tmp_path / "loud.ipynb"
+    nbformat.write(new_notebook(cells=[
+        new_code_cell("%load_ext nbento"),
+        new_code_cell("%%nbento api shout\ndef shout(text: str) -> dict:\n"
+                      "    return {'loud': text.upper()}"),
+        new_code_cell("%nbento serve"),
+        new_code_cell("%nbento stop"),
+    ]), str(notebook))
+    panels = DevServers()
+    session = KernelSession(notebook)
+    try:
+        started = panels.start(notebook, timeout=60)  # the side panel's Start, first
+        assert started.started_by == "jupyter"
+        outputs = session.run_all(3)
+        assert f"attached to the server at {started.url} (started by jupyter)" in outputs[-1]
+        assert panels.list() == [started] and shout(started.url) == "HI"
+        assert "stopped the server" in session.run(3)  # %nbento stop from the kernel
+        assert not started.running()
+        assert started.describe()["state"] == "exited"
+    finally:
+        session.close()
+        panels.stop_all()
