@@ -3,7 +3,12 @@ then `nbento serve SERVICE_DIR --reload` as a child of the Jupyter server (Jupyt
 or of the kernel (ipywidgets panel) through `KernelServer`, the class `%nbento serve` uses; with
 what the Server section shows — URL, PID, reload state read from `/_nbento/status`, a
 metrics summary read from `/metrics` — and the call proxy that Try it goes through, so the
-browser never talks to the service port itself."""
+browser never talks to the service port itself.
+
+One server per service: a server a kernel started (`%nbento serve`, the widget's Start) is
+registered in its service folder (`server_registry`); `discover` adopts it for the notebooks
+open in Jupyter, and `start` attaches to it instead of starting a second one. Stopping an
+adopted server stops it for the kernel too."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import httpx
 
 from jupyter_ext.actions.kernel_server import KernelServer, free_port
 from jupyter_ext.actions.metrics_summary import MetricsHistory, parse_metrics, totals
+from jupyter_ext.actions.server_registry import live_near
 from runtime.errors import NbentoError
 from runtime.serving.auth import auth_headers
 
@@ -48,8 +54,12 @@ class DevServer:
 
     @property
     def pid(self) -> int | None:
-        process = self.kernel.process
-        return process.pid if process is not None else None
+        return self.kernel.pid
+
+    @property
+    def started_by(self) -> str:
+        """"jupyter" (this process started it) or "kernel" (adopted from the registry)."""
+        return self.kernel.owner if self.kernel.attached is not None else "jupyter"
 
     def running(self) -> bool:
         return self.kernel.running
@@ -97,6 +107,7 @@ class DevServer:
             "url": self.url,
             "docs_url": f"{self.url}/docs",
             "pid": self.pid,
+            "started_by": self.started_by,
             "state": state,
             "returncode": self.returncode,
             "started_at": self.started_at,
@@ -139,25 +150,54 @@ class DevServers:
               timeout: float = START_TIMEOUT_S) -> DevServer:
         """Capture the notebook (as `nbento build-service` does), then start `nbento serve
         SERVICE_DIR --reload` and wait until it is ready. One server per notebook: a second
-        start returns the running one."""
+        start returns the running one, and a server a kernel already runs for it is adopted."""
         from jupyter_ext.capture.notebook import build_service
 
         path = Path(notebook).resolve()
         if path.suffix != ".ipynb" or not path.is_file():
             raise NbentoError(f"no notebook at {path}; start a server for an existing .ipynb file")
+        adopted = self.discover([path])
         with self._lock:
             for server in self._servers.values():
                 if server.notebook == path and server.running():
                     return server
+        if adopted:
+            return adopted[-1]
         capture, written = build_service(path)
-        port = port or free_port()
-        kernel = KernelServer(written.folder, port=port, reload=True)
-        server = DevServer(f"{capture.service_name}-{port}", path, kernel)
-        kernel.start(timeout=timeout)
+        kernel = KernelServer(written.folder, port=port or free_port(), reload=True,
+                              notebook=path, owner="jupyter")
+        # a port picked here may be taken by another process before the server binds it
+        kernel.start(timeout=timeout, port_tries=1 if port else 5)
+        server = DevServer(f"{capture.service_name}-{kernel.port}", path, kernel)
         server.fetch_status()
         with self._lock:
             self._servers[server.id] = server
         return server
+
+    def discover(self, notebooks: list[Path]) -> list[DevServer]:
+        """Adopt the running servers registered for these notebooks (started by their kernels)
+        and forget adopted ones that stopped; returns the adopted servers still running."""
+        with self._lock:
+            for server_id, server in list(self._servers.items()):
+                if server.kernel.attached is not None and not server.running():
+                    del self._servers[server_id]  # stopped by its kernel: nothing to show
+            known = {(str(s.kernel.folder), s.pid) for s in self._servers.values()}
+        for notebook in notebooks:
+            for record in live_near(notebook):
+                if (record.folder, record.pid) in known:
+                    continue
+                kernel = KernelServer.attach(Path(record.folder))
+                if kernel is None:
+                    continue
+                service = Path(record.folder).name
+                server = DevServer(f"{service}-{kernel.port}", notebook.resolve(), kernel,
+                                   started_at=record.started_at)
+                with self._lock:
+                    self._servers[server.id] = server
+        with self._lock:
+            return [s for s in self._servers.values()
+                    if s.kernel.attached is not None and s.notebook in
+                    {n.resolve() for n in notebooks} and s.running()]
 
     def recapture(self, server_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """Re-capture the saved notebook into the served folder and wait for the reload

@@ -34,6 +34,13 @@ from typing import Any
 
 import httpx
 
+from jupyter_ext.actions.server_registry import (
+    ServerRecord,
+    is_server_process,
+    read_live,
+    register,
+    unregister,
+)
 from runtime.errors import NbentoError
 from runtime.serving.auth import auth_headers
 
@@ -77,23 +84,49 @@ class ReloadOutcome:
 class KernelServer:
     """One background `nbento serve SERVICE_DIR --reload --port N` owned by this process."""
 
-    def __init__(self, folder: Path, *, port: int, reload: bool = True, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, folder: Path, *, port: int, reload: bool = True, host: str = "127.0.0.1",
+        notebook: Path | None = None, owner: str = "kernel",
+    ) -> None:
         self.folder = folder
         self.port = port
         self.reload = reload
         self.host = host
+        self.notebook = notebook
+        self.owner = owner
         self.process: subprocess.Popen[bytes] | None = None
+        # set when this object stands for a server another process started (`attach`)
+        self.attached: ServerRecord | None = None
         self.log_path = folder / LOG_NAME
         # the token, when set, is in the server's environment too (it inherits ours)
         self._client = httpx.Client(timeout=5.0, trust_env=False, headers=auth_headers())
+
+    @classmethod
+    def attach(cls, folder: Path) -> KernelServer | None:
+        """The server registered for `folder` (started by a kernel or a panel), when it runs."""
+        record = read_live(folder)
+        if record is None:
+            return None
+        server = cls(Path(record.folder), port=record.port, reload=record.reload, host=record.host,
+                     notebook=Path(record.notebook) if record.notebook else None, owner=record.owner)
+        server.attached = record
+        return server
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        if self.process is not None:
+            return self.process.pid
+        return self.attached.pid if self.attached is not None else None
+
+    @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        if self.process is not None:
+            return self.process.poll() is None
+        return self.attached is not None and is_server_process(self.attached.pid, self.folder)
 
     def command(self) -> list[str]:
         args = ["serve", str(self.folder), "--port", str(self.port), "--host", self.host]
@@ -149,6 +182,7 @@ class KernelServer:
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 response = self._client.get(f"{self.url}/readyz", timeout=1.0)
                 if response.status_code == 200:
+                    self._register()
                     return
                 failure = response.json().get("error")
             if failure:  # a model failed to load: the server would never become ready
@@ -163,9 +197,26 @@ class KernelServer:
             f"{self.log_tail()}"
         )
 
+    def _register(self) -> None:
+        assert self.process is not None
+        with contextlib.suppress(OSError):  # a read-only folder only costs the other faces
+            register(ServerRecord(
+                url=self.url, pid=self.process.pid, folder=str(self.folder),
+                notebook=str(self.notebook) if self.notebook else None, owner=self.owner,
+                owner_pid=os.getpid(), reload=self.reload, started_at=time.time(),
+            ))
+
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM the server's process group, SIGKILL after `timeout`; returns the exit code."""
+        """SIGTERM the server's process group, SIGKILL after `timeout`; returns the exit code
+        (None for a server another process started: its parent collects the code)."""
         _live.discard(self)
+        pid = self.pid
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                unregister(self.folder, pid)
+        if self.attached is not None:
+            self._stop_attached(timeout)
+            return None
         process, self.process = self.process, None
         if process is None:
             return None
@@ -179,6 +230,25 @@ class KernelServer:
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(5)
         return process.returncode
+
+    def _stop_attached(self, timeout: float) -> None:
+        record, self.attached = self.attached, None
+        if record is None or not is_server_process(record.pid, self.folder):
+            return
+        # the server runs in its own session: its group holds its worker processes too
+        group = record.pid if _pgid(record.pid) == record.pid else None
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                if group is not None:
+                    os.killpg(group, sig)
+                else:
+                    os.kill(record.pid, sig)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and is_server_process(record.pid, self.folder):
+                time.sleep(0.05)
+            if not is_server_process(record.pid, self.folder):
+                return
+            timeout = 5.0
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -248,6 +318,13 @@ class KernelServer:
         return None
 
 
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -296,7 +373,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runtime.cli import main as nbento_main
 
     rest = args.nbento_args[1:] if args.nbento_args[:1] == ["--"] else args.nbento_args
-    return nbento_main(rest)
+    try:
+        return nbento_main(rest)
+    finally:  # also after the watchdog's SIGTERM: the server drains, then forgets itself
+        if len(rest) > 1 and rest[0] == "serve":
+            with contextlib.suppress(OSError):
+                unregister(Path(rest[1]), os.getpid())
 
 
 if __name__ == "__main__":

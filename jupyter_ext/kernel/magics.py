@@ -350,8 +350,11 @@ def _serve(magics: NbentoMagics, args: list[str]) -> None:
         return
     magics._warn_free_names()  # before serving: the server would fail on these names
     state.write()
+    if (attached := KernelServer.attach(state.folder)) is not None:  # one server per service
+        magics.server = attached
+        return print(f"attached to the server at {attached.url} (started by {attached.owner})")
     port = ns.port if ns.port is not None else free_port()
-    server = KernelServer(state.folder, port=port, reload=ns.reload)
+    server = KernelServer(state.folder, port=port, reload=ns.reload, notebook=state.notebook())
     print(f"starting {state.service_name} from {state.folder} ...", flush=True)
     try:
         server.start(port_tries=1 if ns.port is not None else 5)
@@ -416,9 +419,7 @@ def _call(magics: NbentoMagics, args: list[str]) -> Any:
         payload = json.loads(ns.json)
     except json.JSONDecodeError as exc:
         raise CommandArgsError(f"the request body is not JSON ({exc.msg} at column {exc.colno}): {ns.json}") from None
-    from jupyter_ext.actions.dev_servers import (
-        call_api,  # the panel's Try it sends requests the same way
-    )
+    from jupyter_ext.actions.dev_servers import call_api  # Try it sends requests this way
 
     try:
         answer = call_api(server.url, ns.api, payload)

@@ -8,7 +8,8 @@ magics use (`runtime.store.model_store`, `jupyter_ext.capture.notebook`, `runtim
     GET    /nbento/models/TAG              one model's metadata
     DELETE /nbento/models/TAG              delete one version (or NAME:latest)
     GET    /nbento/services?notebook=P     captured cells by kind, generated source, warnings
-    GET    /nbento/servers                 development servers started here
+    GET    /nbento/servers                 development servers: started here, or by the
+                                           kernels of open notebooks (adopted)
     POST   /nbento/servers {notebook}      start `nbento serve NOTEBOOK --reload`
     GET    /nbento/servers/ID              status, reload state, metrics summary + history
     DELETE /nbento/servers/ID              stop it
@@ -185,9 +186,22 @@ def _server_json(handler: NbentoHandler, described: dict[str, Any]) -> dict[str,
 
 
 class ServersHandler(NbentoHandler):
+    async def open_notebooks(self) -> list[Path]:
+        """The notebooks with a kernel session: where a kernel may have started a server."""
+        root = self.root_dir()
+        found = []
+        for session in await self.session_manager.list_sessions():
+            rel = str(session.get("path") or "")
+            path = (root / rel.lstrip("/")).resolve()
+            if rel.endswith(".ipynb") and (root in path.parents) and path.is_file():
+                found.append(path)
+        return found
+
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
+        notebooks = await self.open_notebooks()
+        await asyncio.to_thread(default_servers.discover, notebooks)
         servers = default_servers.list()
         found = [await asyncio.to_thread(s.describe) for s in servers]
         self.write_json({"servers": [_server_json(self, d) for d in found]})

@@ -148,7 +148,8 @@ export function ServerSection(props: {
             · <a href={server.docs_url} target="_blank" rel="noreferrer">/docs</a>
           </div>
           <div className="nbento-muted">
-            PID {server.pid} · service {server.service ?? '?'} · generation {server.generation ?? '-'}
+            PID {server.pid} · started by {server.started_by === 'kernel' ? 'the kernel' : 'this panel'} · service{' '}
+            {server.service ?? '?'} · generation {server.generation ?? '-'}
           </div>
           <div className="nbento-muted nbento-last-reload">
             last reload {when(server.loaded_at)}

@@ -106,6 +106,8 @@ export interface IServerInfo {
   url: string;
   docs_url: string;
   pid: number;
+  /** 'kernel' for a server a notebook's kernel started (adopted), 'jupyter' for the panel's */
+  started_by: 'kernel' | 'jupyter';
   state: string;
   service: string | null;
   generation: number | null;

@@ -40,10 +40,23 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     labext = Path(__file__).resolve().parents[2] / "jupyter_ext" / "labextension" / "package.json"
     if not labext.exists():
         pytest.fail("the JupyterLab extension is not built: run scripts/install (or jlpm build in labextension/)")
-    with jupyter_server(tmp_path_factory.mktemp("lab"), lab=True) as server:
-        copy_example(server.root)
-        save_support_classifier(server.home)
-        yield server
+    # JupyterLab loads the first `nbento` labextension on its path; the venv's may be another
+    # checkout's build. JUPYTER_PATH comes first, so this tree's build is the one under test.
+    data = tmp_path_factory.mktemp("jupyter-data")
+    (data / "labextensions").mkdir()
+    (data / "labextensions" / "nbento").symlink_to(labext.parent, target_is_directory=True)
+    previous = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(data), previous]))
+    try:
+        with jupyter_server(tmp_path_factory.mktemp("lab"), lab=True) as server:
+            copy_example(server.root)
+            save_support_classifier(server.home)
+            yield server
+    finally:
+        if previous is None:
+            os.environ.pop("JUPYTER_PATH", None)
+        else:
+            os.environ["JUPYTER_PATH"] = previous
 
 
 @pytest.fixture(scope="package")
