@@ -80,7 +80,7 @@ def _start_api_with_hosts(svc: Path, hosts_file: Path, runner_map: str) -> Serve
     fd, name = tempfile.mkstemp(prefix="nbento-api-", suffix=".log")
     argv = [
         "unshare", "--mount", "sh", "-c", f'mount --bind "{hosts_file}" /etc/hosts && exec "$@"',
-        "sh", *serve_command(svc, "--port", "0", "--runner-map", runner_map, "--dev"),  # --dev: status shows runner URLs,
+        "sh", *serve_command(svc, "--port", "0", "--runner-map", runner_map, "--dev"),  # --dev: status shows runner URLs
     ]
     with os.fdopen(fd, "wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
