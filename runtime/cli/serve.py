@@ -129,7 +129,11 @@ def run(args: argparse.Namespace) -> int:
 
     target = serve_target(args.source)
     if target.bento is not None:
-        # A Bento folder is a model store holding exactly the pinned versions it was built with.
+        # A Bento folder is a model store holding exactly the pinned versions it was built with;
+        # whether its pickles may load is still this machine's trust registry's call.
+        from runtime.store.trust import keep_trust_dir
+
+        keep_trust_dir(os.environ)
         os.environ["NBENTO_HOME"] = str(target.bento)
     config = settings_for(args, target)
     if args.print_settings:

@@ -46,6 +46,7 @@ from runtime.export.golden import (
 )
 from runtime.service.sources import SERVICE_MODULE, resolve_source
 from runtime.serving.auth import auth_headers
+from runtime.store.trust import keep_trust_dir
 
 _URL = re.compile(r"nbento: serving .* at (http://\S+) \(")
 START_TIMEOUT_S = 180.0
@@ -146,6 +147,7 @@ def served(
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("NBENTO_RUNNER_MAP", None)  # replay the service whole, never a shared runner
     if home is not None:
+        keep_trust_dir(env)  # the models this machine built in stay trusted
         env["NBENTO_HOME"] = str(home)
     argv = [sys.executable, "-m", "runtime", "serve", str(source), "--host", "127.0.0.1",
             "--port", "0", "--no-reload"]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -102,6 +103,13 @@ def trust_dir() -> Path:
     if (home / BENTO_FILE).exists():
         return Path.home() / ".nbento" / "trust"
     return home / "trust"
+
+
+def keep_trust_dir(environ: MutableMapping[str, str]) -> None:
+    """Before serving a Bento (`NBENTO_HOME` set to the Bento folder), pin the trust registry to
+    the caller's, so the models this machine saved and built into the Bento stay trusted (a
+    Bento's own folder never vouches for itself)."""
+    environ.setdefault(TRUST_DIR_ENV, str(trust_dir()))
 
 
 @dataclass(frozen=True)
@@ -269,6 +277,7 @@ def trust_store(store: StoreLike, reason: str) -> list[ModelLike]:
 
 
 __all__ = [
+    "keep_trust_dir",
     "INFERENCE_METHODS",
     "TRUSTED_STORE_ENV",
     "TRUST_DIR_ENV",

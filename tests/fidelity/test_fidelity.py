@@ -134,9 +134,11 @@ def _bento_layout(matrix: Matrix) -> Iterator[Layout]:
         capture_output=True, text=True, timeout=600, env=env,
     )
     assert build.returncode == 0, build.stdout + build.stderr
-    # As the image runs it: the Bento's own models/ is the store (docs/export.md).
+    # As the image runs it: the Bento's own models/ is the store, trusted as the image trusts it
+    # (its Dockerfile sets NBENTO_TRUSTED_STORE; docs/export.md, docs/security.md).
     server = start_server(
-        bento / "src", *_one_worker(matrix), env={"NBENTO_HOME": str(bento)},
+        bento / "src", *_one_worker(matrix),
+        env={"NBENTO_HOME": str(bento), "NBENTO_TRUSTED_STORE": str(bento / "models")},
         timeout=START_TIMEOUT,
     )
     try:

@@ -78,3 +78,22 @@ def test_a_sparse_member_is_refused(tmp_path: Path) -> None:
 def _bentos_models() -> Path:
     (folder,) = (runtime.store.default_store().root.parent / "bentos" / "pickled").iterdir()
     return folder / "models"
+
+
+def test_a_bento_built_here_serves_its_pickles_from_a_custom_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The golden replay serves the Bento with NBENTO_HOME=BENTO: the models this machine saved
+    (into a home other than ~/.nbento) must stay trusted there, or the build cannot replay."""
+    from runtime.export.golden import Golden, write_goldens
+
+    monkeypatch.setenv("NBENTO_HOME", str(tmp_path / "custom-home"))
+    monkeypatch.delenv("NBENTO_TRUST_DIR", raising=False)
+    runtime.save_model("pickled_doubler", Doubler(3), signatures={"predict": {"batchable": True}})
+    folder = write_toy_service(tmp_path / "svc", SERVICE)
+    write_goldens(folder / "golden.jsonl", [Golden.model_validate({
+        "api": "double", "request": {"rows": [1.0, 2.0]}, "answer": [3.0, 6.0],
+        "source": "sample", "cell_id": "c1", "recorded_at": "2026-11-29T20:00:00Z",
+    })])
+    bento = build_bento(folder)  # replays against the served Bento: its pickle loads
+    assert (bento.path / "golden" / "golden.jsonl").is_file()
