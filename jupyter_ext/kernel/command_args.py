@@ -4,6 +4,7 @@ words (no usage dump, no SystemExit inside the kernel)."""
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from jupyter_ext.capture.cell_args import RaisingParser
 from runtime.errors import NbentoError
@@ -52,3 +53,18 @@ _PARSERS = _parsers()
 
 def parse_command(command: str, args: list[str]) -> argparse.Namespace:
     return _PARSERS[command].parse_args(args)
+
+
+def split_command(line: str) -> list[str]:
+    """Shell-like words; for `call API JSON` the JSON is the raw rest of the line (quotes
+    around it optional), so apostrophes inside it need no escaping."""
+    parts = line.strip().split(None, 2)
+    if len(parts) == 3 and parts[0] == "call":
+        body = parts[2].strip()
+        if len(body) >= 2 and body[0] == body[-1] and body[0] in "'\"":
+            body = body[1:-1]
+        return [parts[0], parts[1], body]
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise CommandArgsError(f"cannot read the command line ({exc}): {line}") from None

@@ -11,13 +11,11 @@ stop there.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import difflib
 import inspect
 import json
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -38,7 +36,8 @@ from jupyter_ext.capture.notebook import (
     runner_tags,
     split_magic,
 )
-from jupyter_ext.kernel.command_args import CommandArgsError, parse_command
+from jupyter_ext.kernel.cell_code import assign_last_expression
+from jupyter_ext.kernel.command_args import CommandArgsError, parse_command, split_command
 from runtime.errors import NbentoError
 from runtime.store.artifacts import human_size
 
@@ -133,7 +132,7 @@ class NbentoMagics(Magics):
             raise UsageError(str(exc)) from None
 
     def _line(self, line: str) -> Any:
-        words = _split_command(line)
+        words = split_command(line)
         if not words or words[0] in ("help", "-h", "--help"):
             print(self.help_text())
             return None
@@ -197,7 +196,7 @@ class NbentoMagics(Magics):
     def _run_in_kernel(self, body: str, *, want_value: bool) -> tuple[Any, bool]:
         """Run `body` like a cell (outputs shown, user tracebacks as IPython prints them).
         With `want_value`, the last expression's value is returned instead of displayed."""
-        code = _assign_last_expression(body, "_nbento_value_") if want_value else body
+        code = assign_last_expression(body, "_nbento_value_") if want_value else body
         self._nested = True
         try:
             result = self.ip.run_cell(code, store_history=False)
@@ -296,21 +295,6 @@ class NbentoMagics(Magics):
         return describe_error(error)
 
 
-def _split_command(line: str) -> list[str]:
-    """Shell-like words; for `call API JSON` the JSON is the raw rest of the line (quotes
-    around it optional), so apostrophes inside it need no escaping."""
-    parts = line.strip().split(None, 2)
-    if len(parts) == 3 and parts[0] == "call":
-        body = parts[2].strip()
-        if len(body) >= 2 and body[0] == body[-1] and body[0] in "'\"":
-            body = body[1:-1]
-        return [parts[0], parts[1], body]
-    try:
-        return shlex.split(line)
-    except ValueError as exc:
-        raise CommandArgsError(f"cannot read the command line ({exc}): {line}") from None
-
-
 def describe_error(error: dict[str, Any] | None) -> str:
     if not error:
         return "(no details)"
@@ -318,22 +302,6 @@ def describe_error(error: dict[str, Any] | None) -> str:
     if error.get("line"):
         where = f" (line {error['line']} of {error.get('file') or 'service.py'})"
     return f"{error.get('message', error)}{where}"
-
-
-def _assign_last_expression(body: str, target: str) -> str:
-    """Rewrite the cell so its last expression is assigned to `target` instead of shown."""
-    try:
-        tree = ast.parse(body)
-    except SyntaxError:
-        return body  # the kernel reports it in its own words
-    if not tree.body or not isinstance(tree.body[-1], ast.Expr):
-        return body
-    last = tree.body[-1]
-    lines = body.splitlines(keepends=True)
-    start, end = last.lineno - 1, (last.end_lineno or last.lineno) - 1
-    segment = ast.get_source_segment(body, last) or ""
-    prefix = lines[start][: last.col_offset]
-    return "".join([*lines[:start], f"{prefix}{target} = ({segment})\n", *lines[end + 1 :]])
 
 
 # ---- line commands --------------------------------------------------------------------------

@@ -15,7 +15,6 @@ are not unless asked.
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import platform
 import secrets
@@ -32,7 +31,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from runtime.errors import ModelNotFound, NbentoError, SerializationError, SignatureError
+from runtime.errors import ModelNotFound, NbentoError, SerializationError
 from runtime.settings import nbento_home
 from runtime.store.artifacts import ArtifactReader, ArtifactWriter, fsync_dir
 from runtime.store.info import (
@@ -40,12 +39,16 @@ from runtime.store.info import (
     Framework,
     ModelInfo,
     ModelSignature,
-    Provenance,
-    check_signature_name,
+)
+from runtime.store.save_inputs import (
+    check_labels,
+    check_metadata,
+    check_provenance,
+    jsonable,
+    normalize_signatures,
 )
 from runtime.store.serializers import (
     Serializer,
-    default_signatures,
     framework_version,
     prepared,
     runs_code_on_load,
@@ -229,10 +232,10 @@ class ModelStore:
         chosen = _choose_serializer(obj, serializer)
         obj = prepared(chosen, obj)
         info_fields: dict[str, Any] = {
-            "signatures": _normalize_signatures(obj, signatures),
-            "labels": _check_labels(labels),
-            "metadata": _check_metadata(metadata),
-            "provenance": _check_provenance(provenance),
+            "signatures": normalize_signatures(obj, signatures),
+            "labels": check_labels(labels),
+            "metadata": check_metadata(metadata),
+            "provenance": check_provenance(provenance),
         }
         version = new_version()
         created = datetime.now(timezone.utc)
@@ -256,7 +259,7 @@ class ModelStore:
                     code_on_load=runs_code_on_load(chosen, options),
                     python_version=platform.python_version(),
                     nbento_version=_dist_version("nbento"),
-                    options=_jsonable(options, "serializer options"),
+                    options=jsonable(options, "serializer options"),
                     creation_time=created,
                     size_bytes=sum((tmp / rel).stat().st_size for rel in files),
                     files=files,
@@ -367,79 +370,6 @@ def _choose_serializer(obj: Any, serializer: Serializer | str | None) -> Seriali
             f"serializer={serializer!r} is neither a serializer name nor a Serializer object"
         )
     return serializer
-
-
-def _normalize_signatures(
-    obj: Any, signatures: Mapping[str, Any] | Iterable[str] | None
-) -> dict[str, ModelSignature]:
-    if signatures is None:
-        raw: dict[str, Any] = default_signatures(obj)
-    elif isinstance(signatures, Mapping):
-        raw = dict(signatures)
-    elif isinstance(signatures, str):
-        raw = {signatures: {}}
-    else:
-        raw = {method: {} for method in signatures}
-    result: dict[str, ModelSignature] = {}
-    for method, spec in raw.items():
-        try:
-            check_signature_name(method)
-        except ValueError as exc:
-            raise SignatureError(str(exc)) from None
-        if not callable(getattr(obj, method, None)):
-            public = sorted(
-                m for m in dir(obj) if not m.startswith("_") and callable(getattr(obj, m, None))
-            )
-            raise SignatureError(
-                f"the {type(obj).__name__} object has no method {method!r} to save a signature "
-                f"for; its public methods: {', '.join(public[:20]) or '(none)'}"
-            )
-        try:
-            if isinstance(spec, ModelSignature):
-                result[method] = spec
-            elif isinstance(spec, bool):
-                result[method] = ModelSignature(batchable=spec)
-            else:
-                result[method] = ModelSignature.model_validate(dict(spec or {}))
-        except (ValidationError, TypeError, ValueError) as exc:
-            raise SignatureError(
-                f"invalid signature for {method!r}: {spec!r} ({exc}); expected e.g. "
-                "{'batchable': True, 'batch_dim': 0}"
-            ) from exc
-    return result
-
-
-def _check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
-    result = dict(labels or {})
-    bad = {k: v for k, v in result.items() if not isinstance(k, str) or not isinstance(v, str)}
-    if bad:
-        raise NbentoError(f"labels must map strings to strings; got {bad!r}")
-    return result
-
-
-def _check_provenance(provenance: Mapping[str, Any] | None) -> Provenance:
-    try:
-        return Provenance.model_validate(dict(provenance or {}))
-    except ValidationError as exc:
-        raise NbentoError(
-            f"provenance must look like {{'notebook': 'path.ipynb', 'cell_id': 'abc'}}, "
-            f"got {provenance!r}"
-        ) from exc
-
-
-def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    return _jsonable(dict(metadata or {}), "metadata")
-
-
-def _jsonable(value: dict[str, Any], what: str) -> dict[str, Any]:
-    """Values stored in model.yaml must survive YAML and JSON (`--json` output)."""
-    try:
-        return dict(json.loads(json.dumps(value, allow_nan=False)))
-    except (TypeError, ValueError) as exc:
-        raise NbentoError(
-            f"{what} must hold only strings, numbers, booleans, lists and dicts: {exc}. "
-            "Convert NumPy values with float(...) / .tolist()."
-        ) from exc
 
 
 def _dist_version(distribution: str) -> str | None:

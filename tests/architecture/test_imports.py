@@ -18,7 +18,7 @@ JUPYTER_LAYERS = [
     {"jupyter_ext.actions"},
     {"jupyter_ext.kernel", "jupyter_ext.server"},
 ]
-MAX_LINES = 520
+MAX_LINES = 500
 
 
 def _layer(module: str, layers: list[set[str]]) -> int | None:

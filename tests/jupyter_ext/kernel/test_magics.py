@@ -217,7 +217,7 @@ def test_name_sets_the_service_and_notebook(ip: Any, tmp_path: Path, capsys: pyt
 
 def test_call_takes_the_json_as_the_rest_of_the_line() -> None:
     from jupyter_ext.kernel.command_args import CommandArgsError
-    from jupyter_ext.kernel.magics import _split_command
+    from jupyter_ext.kernel.command_args import split_command as _split_command
 
     body = '{"texts": ["it\'s broken"]}'
     assert _split_command(f"call classify '{body}'") == ["call", "classify", body]
