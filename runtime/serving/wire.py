@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -186,7 +187,27 @@ def _object(value: Any, fields: dict[str, Any]) -> msgpack.ExtType:
     return _ext(_EXT_OBJECT, [cls.__module__, cls.__qualname__, fields])
 
 
+# Extension values nest by decoding their body from inside msgpack's C unpacker; a crafted
+# payload of a few hundred nested tuples would recurse until the process crashes.
+MAX_EXT_DEPTH = 32
+_depth = threading.local()
+
+
 def _ext_hook(code: int, data: bytes) -> Any:
+    depth = getattr(_depth, "n", 0)
+    if depth >= MAX_EXT_DEPTH:
+        raise WireError(
+            f"runner payload nests extension values (tuples, arrays, frames) more than "
+            f"{MAX_EXT_DEPTH} deep; flatten the arguments"
+        )
+    _depth.n = depth + 1
+    try:
+        return _decode_ext(code, data)
+    finally:
+        _depth.n = depth
+
+
+def _decode_ext(code: int, data: bytes) -> Any:
     if code == _EXT_NDARRAY:
         dtype, shape, raw = msgpack.unpackb(data, raw=False)
         # bytearray: the array owns writable memory (models may write into their inputs).

@@ -126,3 +126,29 @@ def test_an_output_class_not_imported_here_arrives_as_a_record() -> None:
     assert record.logits == [1.0, 2.0] and record["logits"] == [1.0, 2.0]
     with pytest.raises(AttributeError):
         _ = record.loss
+
+
+def test_deeply_nested_payload_is_refused_not_a_crash() -> None:
+    """A crafted body of a few hundred nested tuples once recursed until the runner process
+    died (security review); it is a WireError now (a 400 on the runner route). Decoded in a
+    subprocess so that a regression fails this test instead of killing the test run."""
+    import subprocess
+    import sys
+
+    code = (
+        "import msgpack\n"
+        "from runtime.serving import wire\n"
+        "body = msgpack.packb([])\n"  # the body of an empty tuple, then 400 tuples around it
+        "for _ in range(400):\n"
+        "    body = msgpack.packb([msgpack.ExtType(2, body)])\n"
+        "data = msgpack.packb(msgpack.ExtType(2, body))\n"
+        "try:\n"
+        "    wire.decode(data)\n"
+        "except wire.WireError as exc:\n"
+        "    print('refused:', exc)\n"
+        "shallow = ((1, 2), [3.0])\n"
+        "assert wire.decode(wire.encode(shallow)) == shallow\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "refused: runner payload nests extension values" in proc.stdout
