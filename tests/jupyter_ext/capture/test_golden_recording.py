@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 
 from jupyter_ext.capture.golden import Unrecordable, request_body, sample_golden
-from jupyter_ext.kernel.magics import NbentoMagics
 from runtime.export.golden import read_goldens
 from runtime.service.definition import ApiSpec
 from runtime.service.schema import ApiSchema, NDArray
@@ -28,17 +25,6 @@ API = (
     "len(clean(['not', 'a', 'sample']))\n"
 )
 
-
-@pytest.fixture
-def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, NbentoMagics]]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
-    shell = InteractiveShell.instance()
-    magics = NbentoMagics(shell)
-    shell.register_magics(magics)
-    yield shell, magics
-    shell.events.unregister("pre_run_cell", magics._pre_run_cell)
-    shell.events.unregister("post_run_cell", magics._post_run_cell)
 
 
 def test_sample_calls_are_recorded_with_the_served_encoding(

@@ -3,35 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 from nbformat.v4 import new_code_cell, new_notebook
 
 from jupyter_ext.capture.notebook import capture_notebook, render_module
-from jupyter_ext.kernel.magics import NbentoMagics
 from runtime import store
 
 PRE = "%%nbento preprocess\ndef clean(texts):\n    return [t.lower() for t in texts]"
 API = "%%nbento api classify\ndef classify(texts: list[str]) -> dict:\n    return {'labels': clean(texts)}\n\nclassify(['Hi'])"
 
-
-@pytest.fixture
-def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, NbentoMagics]]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
-    shell = InteractiveShell.instance()
-    magics = NbentoMagics(shell)
-    shell.register_magics(magics)
-    yield shell, magics
-    shell.events.unregister("pre_run_cell", magics._pre_run_cell)
-    shell.events.unregister("post_run_cell", magics._post_run_cell)
-    if magics.server is not None:
-        magics.server.stop()
 
 
 def module_text(tmp_path: Path, service: str = "notebook") -> str:
