@@ -121,6 +121,22 @@ def _docs(files: dict[str, list[dict[str, Any]]], kind: str) -> list[dict[str, A
     return [d for docs in files.values() for d in docs if d["kind"] == kind]
 
 
+def _assert_pods_hardened(files: dict[str, list[dict[str, Any]]], drain_s: float) -> None:
+    """Every pod template (Deployments and Jobs) keeps the service account token out of the pod,
+    and each Deployment's pods get the time to drain: the preStop sleep, then the server's own
+    `graceful_timeout_s` (`drain_s`), plus a small margin."""
+    templates = [d["spec"]["template"] for d in _docs(files, "Deployment") + _docs(files, "Job")]
+    assert templates
+    for template in templates:
+        assert template["spec"]["automountServiceAccountToken"] is False
+    for deployment in _docs(files, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
+        grace = pod["terminationGracePeriodSeconds"]
+        assert pre_stop + drain_s < grace <= pre_stop + drain_s + 30, (pre_stop, drain_s, grace)
+
+
 def test_single_layout(bento: Bento) -> None:
     files = render_manifests(
         bento,
@@ -197,6 +213,7 @@ def test_single_layout(bento: Bento) -> None:
     (kustomization,) = files["kustomization.yaml"]
     assert kustomization["namespace"] == "ml"
     assert _docs(files, "PodDisruptionBudget")[0]["spec"]["maxUnavailable"] == 1
+    _assert_pods_hardened(files, bento.server_config().graceful_timeout_s)
 
 
 def test_split_layout(bento: Bento) -> None:
@@ -228,6 +245,20 @@ def test_split_layout(bento: Bento) -> None:
     # each component's selector picks only its own pods
     selectors = [json.dumps(s["spec"]["selector"], sort_keys=True) for s in _docs(files, "Service")]
     assert len(set(selectors)) == 3
+    _assert_pods_hardened(files, bento.server_config().graceful_timeout_s)
+
+
+def test_pods_get_the_bentos_own_drain_time(tmp_path: Path) -> None:
+    save_toy_model()
+    svc = write_toy_service(tmp_path / "svc", TWO_RUNNERS)
+    config = tmp_path / "slow-drain.yaml"
+    config.write_text("graceful_timeout_s: 95\n")
+    slow = build_bento(svc, config=config)
+    assert slow.server_config().graceful_timeout_s == 95
+    for split in (False, True):
+        files = render_manifests(slow, K8sOptions(split_runners=split))
+        _validate(files)
+        _assert_pods_hardened(files, 95)
 
 
 def test_yatai_bento_request_and_deployment_match_their_crds(bento: Bento) -> None:

@@ -27,6 +27,7 @@ from tests.runtime.export.test_k8s import (
     CRDS,
     KUBECTL,
     TWO_RUNNERS,
+    _assert_pods_hardened,
     _crd_validator,
     _docs,
     _validate,
@@ -167,6 +168,8 @@ def test_canary_runs_both_versions_weighted_with_a_golden_replay_guard(
     assert all(s["spec"]["selector"]["nbento.dev/track"] in n for n, s in services.items())
     hpas = _by_name(files, "HorizontalPodAutoscaler")
     assert {h["spec"]["scaleTargetRef"]["name"] for h in hpas.values()} == set(deployments)
+    assert _docs(files, "Job")  # the guard Job's pod is checked too
+    _assert_pods_hardened(files, bento.server_config().graceful_timeout_s)
 
     (route,) = files["httproute.yaml"]
     assert route["spec"]["rules"][0]["backendRefs"] == [
