@@ -121,6 +121,34 @@ async def test_a_lone_request_at_idle_is_dispatched_without_waiting() -> None:
     await batcher.aclose(5)
 
 
+async def test_a_lone_row_waits_for_companions_at_most_max_latency_ms() -> None:
+    """The batcher has learned that a batch costs 0.3 s plus 2 ms a row and has just seen 60
+    rows arrive, so it expects companions for the next row and would like a batch of ~20.
+    A lone row then must still go to the model within max_latency_ms (30 ms), not wait for
+    the companions that never come."""
+    latency_s = 0.030
+    waits: list[float] = []  # per batch: how long its oldest row waited
+
+    async def fixed_cost_model(rows: list[float]) -> list[float]:
+        waits.append(time.monotonic() - min(rows))  # each row is its own submit time
+        await asyncio.sleep(0.3 + 0.002 * len(rows))
+        return rows
+
+    config = BatchingConfig(max_batch_size=64, max_latency_ms=latency_s * 1000)
+    batcher = AdaptiveBatcher("test", "lone", fixed_cost_model, config)
+    for n in (4, 48, 4, 48, 60):  # varied sizes teach the fixed cost; the last one the rate
+        await batcher.submit([time.monotonic()] * n)
+    learned = batcher.stats()
+    assert learned["cost_a_s"] > 0.2, learned  # a big fixed cost: it wants bigger batches
+    assert learned["arrival_rows_per_s"] * latency_s > 1, learned  # companions expected
+
+    await batcher.submit([time.monotonic()])
+    await batcher.aclose(5)
+
+    # generous slack for a busy 2-core machine, yet far below 20x the deadline (600 ms)
+    assert waits[-1] < latency_s + 0.1, waits
+
+
 async def test_a_full_queue_refuses_with_retry_after_and_recovers() -> None:
     model = Recorder()
     model.gate = asyncio.Event()  # the model hangs until released: the queue can only fill
