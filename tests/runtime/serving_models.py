@@ -2,8 +2,8 @@
 them by reference and the server subprocess (run with the repo on PYTHONPATH) loads them back.
 
 `Scaler` can be told to sleep while loading (to watch `/readyz` stay 503), to sleep per batch
-(to fill a queue), and to append a line to a file each time it is loaded (to count loads
-across hot reloads)."""
+(to fill a queue), to append a line to a file each time it is loaded (to count loads
+across hot reloads), and to fail to load (a broken model version)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,18 @@ class Scaler:
 
     def __init__(
         self, factor: float = 2.0, *, load_delay_s: float = 0.0, batch_delay_s: float = 0.0,
-        load_log: str | None = None,
+        load_log: str | None = None, fail_load: str | None = None,
     ) -> None:
         self.factor = factor
+        self.fail_load = fail_load
         self.load_delay_s = load_delay_s
         self.batch_delay_s = batch_delay_s
         self.load_log = load_log
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if state.get("fail_load"):
+            raise RuntimeError(state["fail_load"])
         if self.load_log:
             with open(self.load_log, "a") as f:
                 f.write(f"{os.getpid()}\n")

@@ -119,6 +119,30 @@ def test_new_latest_model_version_reloads_that_runner_only(
     assert status(server)["runners"]["other"]["tag"] == first["other"]["tag"]
 
 
+def test_a_model_version_that_fails_to_load_keeps_the_old_generation_serving(
+    reloading: tuple[ServerProcess, Path, Path],
+) -> None:
+    """The edit pins a new version of `scaler` that raises while loading: the reload fails,
+    and the old generation (code and its loaded `scaler` runner) keeps answering."""
+    server, path, _ = reloading
+    good = status(server)
+    bad_tag = save_scaler("scaler", factor=10.0, fail_load="weights file is corrupt")
+    path.write_text(SERVICE.replace('runner("scaler:latest")', f'runner("{bad_tag}")')
+                    .replace('"version": 1', '"version": 2'))
+    assert wait_until(
+        lambda: "weights file is corrupt" in str(status(server)["last_error"]), timeout=30
+    ), server.log()
+    failed = status(server)
+    assert failed["generation"] == good["generation"]
+    assert failed["source_sha256"] == good["source_sha256"]
+    assert failed["runners"]["scaler"]["tag"] == good["runners"]["scaler"]["tag"] != bad_tag
+    for x in (1.0, 3.0, 7.0):  # the old code on the old model, each time
+        answer = httpx.post(f"{server.url}/double", json=[x])
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"out": [2.0 * x], "version": 1}
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+
 def test_reload_calls_regenerate_first_and_keeps_runners(tmp_path: Path) -> None:
     """The notebook plugin's `ServiceSource.regenerate` rebuilds service.py before each import
     (in-process: the host and the real runner pool, no HTTP)."""
