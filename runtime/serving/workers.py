@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import functools
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -290,6 +291,9 @@ def _error_body(exc: BaseException) -> dict[str, str]:
 def worker_main(argv: list[str]) -> int:
     """Child side: load the model, then answer framed calls until stdin closes."""
     tag, threads = argv[0], int(argv[1])
+    # Ctrl-C in a terminal signals the whole process group; the server then drains and closes
+    # our stdin, so a worker must not die of the SIGINT meant for the server.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The protocol owns the real stdout; anything the model prints goes to stderr instead.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
