@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -15,6 +17,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from jupyter_ext.actions.jobs import JobRegistry
 from jupyter_ext.actions.kernel_server import KernelServer, free_port
 from jupyter_ext.capture.notebook import build_service
+from jupyter_ext.kernel.magics import backend_for_magics
 from jupyter_ext.kernel.panel import (
     ExportSection,
     ModelsSection,
@@ -66,6 +69,39 @@ def test_models_section_lists_the_store(nbento_home: Path) -> None:
     assert tag.split(":")[1] in section.table.value
     assert "predict_proba (batchable)" in section.table.value
     assert "cell tickets-05" in section.table.value
+
+
+def test_start_and_stop_buttons_run_a_real_server(ip: Any) -> None:
+    """Start and Stop in the Server section, wired to the magics as `%nbento panel` wires
+    them: a real `nbento serve` process on 127.0.0.1 answers, then is gone."""
+    shell, magics = ip
+    captured = shell.run_cell("%%nbento api double\ndef double(x: int) -> int:\n    return 2 * x",
+                              cell_id="a")
+    assert captured.success
+    panel = NbentoPanel(backend_for_magics(magics), JobRegistry())
+    section = panel.server
+    assert "No server running" in section.info.value
+    assert not section.start_button.disabled and section.stop_button.disabled
+
+    section.start_button.click()
+    server = magics.server
+    assert server is not None and server.running, section.log.outputs
+    url = server.url
+    try:
+        assert url.startswith("http://127.0.0.1:") and url in section.info.value
+        assert "running" in section.info.value and "generation 1" in section.info.value
+        assert section.start_button.disabled and not section.stop_button.disabled
+        assert httpx.post(f"{url}/double", json=21, trust_env=False).json() == 42
+        assert list(panel.tryit.api.options) == ["double"]  # Try it follows the new server
+
+        section.stop_button.click()
+        assert not server.running
+        assert "No server running" in section.info.value
+        assert not section.start_button.disabled and section.stop_button.disabled
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/livez", timeout=2, trust_env=False)
+    finally:
+        server.stop()
 
 
 def _backend(folder: Path, server: KernelServer | None = None) -> PanelBackend:
