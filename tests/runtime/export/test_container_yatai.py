@@ -16,6 +16,7 @@ import yaml
 
 from runtime.cli import main
 from runtime.export.bento import build_bento
+from tests.conftest import missing, require, require_module
 from tests.runtime.bento_fixtures import copy_example, save_support_classifier
 from tests.runtime.docker_engine import DockerEngine, base_rootfs_tar, why_no_dockerd
 from tests.runtime.serving_support import free_port, metric_value
@@ -55,9 +56,8 @@ def test_image_answers_yatai_pod_command_like_nbento_serve(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reason = why_no_dockerd()
-    if reason:
-        pytest.skip(reason)
-    pytest.importorskip("jupyter_ext.capture.notebook")
+    require(not reason, str(reason))
+    require_module("jupyter_ext.capture.notebook")
     save_support_classifier()
     config = tmp_path / "nbento.yaml"
     config.write_text(yaml.safe_dump(
@@ -69,7 +69,7 @@ def test_image_answers_yatai_pod_command_like_nbento_serve(
     try:
         engine = DockerEngine().__enter__()
     except RuntimeError as exc:
-        pytest.skip(f"dockerd cannot run on this machine: {exc}")
+        missing(f"dockerd cannot run on this machine: {exc}")
     try:
         engine.import_base_image(base)
         monkeypatch.setenv("DOCKER_HOST", engine.base_url)

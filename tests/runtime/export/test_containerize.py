@@ -19,6 +19,7 @@ from runtime.export.bento import build_bento
 from runtime.export.bento_store import Bento
 from runtime.export.containerize import docker_build_command
 from runtime.export.golden import Golden, write_goldens
+from tests.conftest import missing, require, require_module
 from tests.fidelity.cases import DATAFRAME_PIPELINE
 from tests.fidelity.matrix import Layout, check_layout, kernel_answers, write_notebook
 from tests.runtime.bento_fixtures import (
@@ -69,13 +70,12 @@ def engine() -> Iterator[DockerEngine]:
     """One private dockerd for the module's end-to-end tests, with the local base image; on
     exit nothing of it may be left (processes, mounts, files)."""
     reason = why_no_dockerd()
-    if reason:
-        pytest.skip(reason)
+    require(not reason, str(reason))
     base = base_rootfs_tar()  # cached between runs
     try:
         started = DockerEngine().__enter__()
     except RuntimeError as exc:
-        pytest.skip(f"dockerd cannot run on this machine: {exc}")
+        missing(f"dockerd cannot run on this machine: {exc}")
     try:
         started.import_base_image(base)  # FROM python:3.11-slim resolves with no registry
         yield started
@@ -121,7 +121,7 @@ def test_container_end_to_end(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    pytest.importorskip("jupyter_ext.capture.notebook")
+    require_module("jupyter_ext.capture.notebook")
     started = time.monotonic()
     save_support_classifier()
     from jupyter_ext.capture.notebook import build_service
@@ -180,7 +180,7 @@ def test_the_container_answers_like_the_kernel(
     a container, and one 60-row request and 60 concurrent single-row requests (batched) get the
     kernel's answers."""
     for module in DATAFRAME_PIPELINE.needs:
-        pytest.importorskip(module)
+        require_module(module)
     started = time.monotonic()
     notebook = write_notebook(tmp_path / "nb", [DATAFRAME_PIPELINE])
     expected = kernel_answers(notebook)[DATAFRAME_PIPELINE.name]

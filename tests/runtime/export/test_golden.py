@@ -16,9 +16,10 @@ from runtime.export.bento import build_bento
 from runtime.export.bento_store import list_bentos
 from runtime.export.golden import Golden, json_diff, read_goldens, record_goldens, write_goldens
 from runtime.export.golden_replay import served
+from tests.conftest import require_module
 from tests.runtime.bento_fixtures import save_toy_model
 
-pytest.importorskip("jupyter_ext.capture.notebook")
+require_module("jupyter_ext.capture.notebook")
 
 PRE = (
     "%%nbento preprocess\nfrom runtime import runner\n\nSCALE = 2.0\n"

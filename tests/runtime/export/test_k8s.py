@@ -30,6 +30,7 @@ from runtime.export.bento import build_bento
 from runtime.export.bento_store import Bento
 from runtime.export.k8s import render_manifests, write_manifests
 from runtime.export.k8s_options import K8sOptions, SecretEnv, dns_name, mebibytes, millicores
+from tests.conftest import require
 from tests.runtime.bento_fixtures import save_toy_model, write_toy_service
 
 CRD = Path(__file__).parent / "k8s" / "bentodeployment-crd.yaml"
@@ -325,8 +326,7 @@ def test_cli_export_renders_with_kubectl_kustomize(
         main(["export", "k8s", str(bento.tag), "--out", str(out), "--namespace", "ml", *flags]) == 0
     )
     assert "kubectl apply -k" in capsys.readouterr().out
-    if not os.access(KUBECTL, os.X_OK):
-        pytest.skip(f"kubectl not found at {KUBECTL}")
+    require(os.access(KUBECTL, os.X_OK), f"kubectl not found at {KUBECTL}")
     proc = subprocess.run(
         [KUBECTL, "kustomize", str(out)], capture_output=True, text=True, timeout=60
     )

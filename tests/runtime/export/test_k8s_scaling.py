@@ -22,6 +22,7 @@ from runtime.export.bento import build_bento
 from runtime.export.bento_store import Bento
 from runtime.export.k8s import render_manifests
 from runtime.export.k8s_options import K8sOptions
+from tests.conftest import require
 from tests.runtime.bento_fixtures import save_toy_model, write_toy_service
 from tests.runtime.export.test_k8s import (
     CRDS,
@@ -227,8 +228,7 @@ def test_cli_export_renders_with_kubectl_kustomize(
     printed = capsys.readouterr().out
     assert "kubectl apply -k" in printed
     assert ("kubectl wait" in printed) == ("--canary" in flags)
-    if not os.access(KUBECTL, os.X_OK):
-        pytest.skip(f"kubectl not found at {KUBECTL}")
+    require(os.access(KUBECTL, os.X_OK), f"kubectl not found at {KUBECTL}")
     proc = subprocess.run(
         [KUBECTL, "kustomize", str(out)], capture_output=True, text=True, timeout=60
     )

@@ -25,6 +25,7 @@ from runtime.rows import (
     split_output,
     unregister_rows,
 )
+from tests.conftest import require_module
 
 
 def frame(n: int, start: int = 0) -> pd.DataFrame:
@@ -121,7 +122,7 @@ def test_a_fresh_output_index_is_numbered_per_request() -> None:
 
 
 def test_model_output_objects_are_split_field_by_field() -> None:
-    outputs = pytest.importorskip("transformers.modeling_outputs")
+    outputs = require_module("transformers.modeling_outputs")
     SequenceClassifierOutput = outputs.SequenceClassifierOutput
     logits = torch.arange(10.0).reshape(5, 2)
     pieces = split_output(SequenceClassifierOutput(logits=logits), [2, 3])

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import require
 from tests.runtime.serving_models import save_scaler
 from tests.runtime.serving_support import (
     REPO,
@@ -165,11 +166,11 @@ def runners(tmp_path: Path) -> Iterator[tuple[Path, int, list[ServerProcess]]]:
             server.stop(timeout=15)
 
 
-@pytest.mark.skipif(sys.platform != "linux" or not _unshare_works(),
-                    reason="needs root and `unshare --mount` for the hosts entry")
 def test_replicas_share_calls_join_under_load_and_survive_sigkill(
     runners: tuple[Path, int, list[ServerProcess]], tmp_path: Path
 ) -> None:
+    require(sys.platform == "linux" and _unshare_works(),
+            "needs root and `unshare --mount` for the hosts entry")
     svc, port, started = runners
     for i in (2, 3, 4):
         started.append(start_server(svc, "--runner", "scaler", "--host", f"127.0.0.{i}",

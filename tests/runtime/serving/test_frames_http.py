@@ -13,6 +13,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from tests.conftest import require_module
 from tests.runtime.serving_support import ServerProcess, running_server, write_service
 
 SERVICE = """
@@ -161,8 +162,8 @@ def test_openapi_shows_records_with_the_declared_columns(server: ServerProcess) 
 @pytest.mark.parametrize("mode", ["positive", "negative"])
 def test_fuzzing_the_dataframe_apis_finds_no_server_error(server: ServerProcess, mode: str) -> None:
     """schemathesis sends generated JSON records and CSV bodies (valid and invalid)."""
-    schemathesis = pytest.importorskip("schemathesis")
-    hypothesis = pytest.importorskip("hypothesis")
+    schemathesis = require_module("schemathesis")
+    hypothesis = require_module("hypothesis")
     import requests
 
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")

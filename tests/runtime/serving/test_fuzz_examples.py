@@ -10,12 +10,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.conftest import require_module
 from tests.runtime.bento_fixtures import copy_example, save_support_classifier
 from tests.runtime.serving_support import ServerProcess, running_server
 
-schemathesis = pytest.importorskip("schemathesis")
-hypothesis = pytest.importorskip("hypothesis")
-pytest.importorskip("jupyter_ext.capture.notebook")  # `nbento serve NOTEBOOK.ipynb`
+schemathesis = require_module("schemathesis")
+hypothesis = require_module("hypothesis")
+require_module("jupyter_ext.capture.notebook")  # `nbento serve NOTEBOOK.ipynb`
 
 MAX_EXAMPLES = 150  # per generation mode: bounded, about 10 s on a busy 2-core machine
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from runtime.serving import wire
+from tests.conftest import require_module
 
 
 def test_values_round_trip_with_their_types() -> None:
@@ -92,7 +93,7 @@ def test_tensors_sparse_and_model_outputs_cross_with_their_types() -> None:
     import scipy.sparse
     import torch
 
-    SequenceClassifierOutput = pytest.importorskip(
+    SequenceClassifierOutput = require_module(
         "transformers.modeling_outputs"
     ).SequenceClassifierOutput
 

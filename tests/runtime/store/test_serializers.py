@@ -27,6 +27,7 @@ from runtime.store.serializers import (
     serializer_for,
     serializer_named,
 )
+from tests.conftest import require_module
 from tests.runtime.store_fixtures import Doubler
 
 
@@ -205,7 +206,7 @@ def test_a_missing_framework_on_load_names_the_package_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A model moved to a machine without its framework: one clear line, no traceback."""
-    pytest.importorskip("torch")
+    require_module("torch")
     import torch
 
     store.save_model("mlp", torch.nn.Sequential(torch.nn.Linear(2, 2)), signatures=[])

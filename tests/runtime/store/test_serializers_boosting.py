@@ -10,9 +10,10 @@ import pytest
 
 from runtime import store
 from runtime.errors import ChecksumMismatch
+from tests.conftest import require_module
 
-xgb = pytest.importorskip("xgboost")
-lgb = pytest.importorskip("lightgbm")
+xgb = require_module("xgboost")
+lgb = require_module("lightgbm")
 
 PICKLES = (".pkl", ".joblib", ".pickle")
 

@@ -10,9 +10,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from tests.conftest import require_module
 from tests.jupyter_ext.kernel_session import KernelSession
 
-pytest.importorskip("torch")
+require_module("torch")
 pytestmark = pytest.mark.slow
 
 CELLS = [

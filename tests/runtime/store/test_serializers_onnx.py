@@ -11,9 +11,10 @@ import pytest
 from runtime import store
 from runtime.errors import ChecksumMismatch, SerializationError
 from runtime.store.serializers.onnx import OnnxModel
+from tests.conftest import require_module
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+onnx = require_module("onnx")
+ort = require_module("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 
@@ -64,7 +65,7 @@ def test_predict_names_the_inputs_it_needs() -> None:
 
 
 def test_torch_export_and_a_session_round_trip(tmp_path: Any) -> None:
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch")
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)).eval()
     path = tmp_path / "net.onnx"

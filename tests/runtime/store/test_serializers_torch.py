@@ -11,8 +11,9 @@ import pytest
 from runtime import store
 from runtime.errors import ChecksumMismatch, SerializationError
 from runtime.store.serializers import serializer_for
+from tests.conftest import require_module
 
-torch = pytest.importorskip("torch")
+torch = require_module("torch")
 nn = torch.nn
 
 

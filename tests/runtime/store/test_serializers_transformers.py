@@ -10,11 +10,12 @@ import pytest
 
 from runtime import store
 from runtime.errors import ChecksumMismatch
+from tests.conftest import require_module
 
 # Read by huggingface_hub when it is imported: any attempt to reach a hub fails loudly.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-transformers = pytest.importorskip("transformers")
-torch = pytest.importorskip("torch")
+transformers = require_module("transformers")
+torch = require_module("torch")
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "my", "invoice", "is", "wrong", "the"]
 VOCAB += ["app", "crashes", "charged", "twice"]
