@@ -51,7 +51,7 @@ def require_module(name: str, why: str = "") -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        missing(why or f"needs the Python module {name!r} ({exc}); scripts/install installs it")
+        missing(why or f"needs the Python module {name!r} ({exc})")
 
 
 @pytest.fixture(autouse=True)
