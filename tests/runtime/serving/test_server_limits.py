@@ -20,6 +20,7 @@ from tests.runtime.serving_models import save_scaler
 from tests.runtime.serving_support import (
     REPO,
     ServerProcess,
+    metric_value,
     running_server,
     serve_command,
     wait_until,
@@ -160,7 +161,10 @@ def test_ctrl_c_drains_exits_0_and_leaves_no_worker_behind(
     with ThreadPoolExecutor(1) as pool:
         in_flight = pool.submit(httpx.post, f"{server.url}/double", json=[4], timeout=30,
                                 trust_env=False)
-        time.sleep(0.3)  # inside the server, its batch computing in a worker
+        # inside the server (its batch computes for a second in a worker) before the signal
+        assert wait_until(lambda: metric_value(
+            httpx.get(f"{server.url}/metrics", trust_env=False).text,
+            "nbento_requests_in_progress", {"endpoint": "double"}) == 1, timeout=20), server.log()
         os.killpg(server.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         answer = in_flight.result()
     assert answer.status_code == 200 and answer.json() == [8.0], answer.text
