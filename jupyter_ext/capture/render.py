@@ -28,6 +28,7 @@ from jupyter_ext.capture.cells import (
     check_cell,
     leading_blank_lines,
     normalise_source,
+    write_root,
 )
 from jupyter_ext.capture.free_names import FreeName, find_free_names
 from runtime import __version__
@@ -212,7 +213,8 @@ def write_service(
     manifest = build_manifest(
         cells, service_name, text, notebook_rel=rel, models_saved=models_saved, free=free
     )
-    atomic_write(folder / SERVICE_MANIFEST, yaml.safe_dump(manifest, sort_keys=False))
+    root = write_root(folder, notebook)
+    atomic_write(folder / SERVICE_MANIFEST, yaml.safe_dump(manifest, sort_keys=False), root=root)
     module_path = folder / SERVICE_MODULE
     sha = hashlib.sha256(text.encode()).hexdigest()
     try:
@@ -220,5 +222,5 @@ def write_service(
     except OSError:
         changed = True
     if changed:
-        atomic_write(module_path, text)
+        atomic_write(module_path, text, root=root)
     return WrittenService(folder, module_path, sha, changed, free)

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from runtime.atomic import atomic_write_text
 from runtime.errors import BuildError
 from runtime.export.bento_store import Bento, Resources
 from runtime.export.dockerfile import BENTO_HOME, PORT, UID, serve_command
@@ -465,6 +466,7 @@ def write_manifests(
     written = []
     for filename, docs in files.items():
         path = out / filename
-        path.write_text(dump_documents(docs))
+        # a manifest linked out of the folder (deployment.yaml -> ~/.bashrc) is refused
+        atomic_write_text(path, dump_documents(docs), root=out)
         written.append(path)
     return written

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from jupyter_ext.capture.notebook import build_service, capture_notebook, cell_line, render_module
@@ -67,3 +68,19 @@ def test_the_panels_start_does_not_run_a_cell_id(tmp_path: Path) -> None:
         assert not marker.exists()
     finally:
         servers.stop_all()
+
+
+def test_capture_refuses_a_project_folder_linked_out_of_the_notebook_folder(tmp_path: Path) -> None:
+    from runtime.atomic import UnsafeWrite
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    notebook = write_notebook(work / "nb.ipynb", "api")
+    (work / ".nbento").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UnsafeWrite, match=r"\.nbento.*outside .*remove the link"):
+        build_service(notebook)
+    assert list(elsewhere.iterdir()) == []
+    (work / ".nbento").unlink()
+    _, written = build_service(notebook)  # a real folder is fine
+    assert written.module_path.is_file()
