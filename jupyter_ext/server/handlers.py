@@ -34,8 +34,8 @@ from jupyter_server.utils import url_path_join
 
 from jupyter_ext.actions.dev_servers import ServerNotFound, api_forms, call_api, default_servers
 from jupyter_ext.actions.export_job import ExportOptions, export_notebook
-from jupyter_ext.actions.notebook_paths import HiddenNotebook, hidden_part, refuse_hidden
 from jupyter_ext.actions.jobs import default_jobs
+from jupyter_ext.actions.notebook_paths import HiddenNotebook, hidden_part, refuse_hidden
 from runtime.errors import ModelNotFound, NbentoError
 
 AUTH_RESOURCE = "nbento"

@@ -39,7 +39,7 @@ def test_a_service_file_name_with_a_newline_is_refused(tmp_path: Path) -> None:
     {"system_packages": ["curl;id"]},
 ])
 def test_dockerfile_options_that_would_add_an_instruction_are_refused(option: dict) -> None:
-    with pytest.raises(BuildError, match="base image|system package"):
+    with pytest.raises(BuildError, match=r"base image|system package"):
         render_dockerfile(DockerOptions(**option))
 
 
