@@ -1,10 +1,22 @@
 """The Export action of both panels: capture the notebook, build the Bento, write the
 Kubernetes manifests — through the same functions the CLI (`nbento build`, `nbento export
-k8s`) and the `%nbento export` magic call — reporting progress as it goes."""
+k8s`) and the `%nbento export` magic call — reporting progress as it goes.
+
+Building a Bento imports the service module, that is the notebook's cells. The JupyterLab
+panel's export (`export_notebook`) therefore runs in a child process
+(`python -m jupyter_ext.actions.export_job`), never inside the Jupyter server, whose process
+holds every user's session; the ipywidgets panel exports from its kernel, which runs the
+cells anyway."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +61,35 @@ class ExportOptions:
 
 
 def export_notebook(notebook: str | Path, options: ExportOptions, report: Report) -> dict[str, Any]:
-    """Capture the saved notebook (offline, as `nbento build NB.ipynb`), then export it."""
+    """Capture the saved notebook (offline, as `nbento build NB.ipynb`), then export it, in a
+    child process; its progress lines are passed on to `report`."""
+    command = [sys.executable, "-m", "jupyter_ext.actions.export_job", str(notebook),
+               json.dumps(asdict(options))]
+    with tempfile.TemporaryFile() as log:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True,
+                                 start_new_session=True)
+        answer: dict[str, Any] = {}
+        assert child.stdout is not None
+        for line in child.stdout:
+            message = json.loads(line)
+            if "progress" in message:
+                report(float(message["progress"]), str(message["message"]))
+            else:
+                answer = message
+        returncode = child.wait()
+        log.seek(0)
+        tail = log.read().decode(errors="replace").strip().splitlines()[-15:]
+    if "error" in answer:
+        raise NbentoError(str(answer["error"]))
+    if returncode != 0 or "result" not in answer:
+        raise NbentoError(
+            f"the export process for {notebook} exited with code {returncode} before it "
+            f"finished; its last lines:\n" + "\n".join(tail)
+        )
+    return dict(answer["result"])
+
+
+def _export_here(notebook: str | Path, options: ExportOptions, report: Report) -> dict[str, Any]:
     from jupyter_ext.capture import notebook as capture
 
     notebook = Path(notebook).resolve()
@@ -95,3 +135,29 @@ def export_service(folder: Path, options: ExportOptions, report: Report, *,
         "manifests": files,
         "warnings": list(warnings or []),
     }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m jupyter_ext.actions.export_job NOTEBOOK OPTIONS_JSON`: the child process of
+    `export_notebook`. One JSON object a line on stdout (progress, then result or error);
+    whatever the service's code prints goes to stderr."""
+    notebook, options_json = sys.argv[1:3] if argv is None else argv
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # prints of the notebook's cells (and of native code) go to stderr
+    sys.stdout = sys.stderr
+
+    def send(message: dict[str, Any]) -> None:
+        channel.write(json.dumps(message, default=str) + "\n")
+
+    try:
+        options = ExportOptions(**json.loads(options_json))
+        result = _export_here(notebook, options, lambda f, m: send({"progress": f, "message": m}))
+    except NbentoError as exc:
+        send({"error": str(exc)})
+        return 1
+    send({"result": result})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,6 +4,7 @@ module, and where the files of a service live. Everything else in `capture` buil
 from __future__ import annotations
 
 import ast
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,18 @@ def api_function(cell: CapturedCell) -> str:
     )
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write through a temp file in the same folder and rename: readers see old or new."""
-    atomic_write_text(path, text)
+def atomic_write(path: Path, text: str, *, root: Path | None = None) -> None:
+    """Write through a temp file in the same folder and rename: readers see old or new. With
+    `root`, links never lead the write out of it (`runtime.atomic.UnsafeWrite`)."""
+    atomic_write_text(path, text, root=root)
+
+
+def write_root(folder: Path, notebook: Path | None) -> Path:
+    """The folder a service folder's writes must stay under: the notebook's folder for the
+    usual `<notebook dir>/.nbento/<service>` (so a `.nbento` linked elsewhere is refused),
+    else the service folder itself (an explicit output folder)."""
+    if notebook is not None:
+        base = Path(os.path.abspath(notebook)).parent
+        if Path(os.path.abspath(folder)).is_relative_to(base):
+            return base
+    return folder

@@ -28,6 +28,7 @@ from jupyter_ext.capture.cells import (
     check_cell,
     leading_blank_lines,
     normalise_source,
+    write_root,
 )
 from jupyter_ext.capture.free_names import FreeName, find_free_names
 from runtime import __version__
@@ -55,7 +56,7 @@ def render_module(cells: Sequence[CapturedCell], service_name: str) -> str:
             continue
         check_cell(cell)
         parts.append(f"\n\n# ---- {cell.kind}{' ' + cell.name if cell.name else ''} "
-                     f"(cell {cell.cell_id}) ----\n")
+                     f"(cell {marker_id(cell.cell_id)}) ----\n")
         parts.append(normalise_source(_without_sample_calls(cell.source) if cell.kind == "api" else cell.source))
         if cell.kind == "api":
             options = "".join(f", {k}={cell.options[k]!r}" for k in sorted(cell.options))
@@ -89,6 +90,14 @@ def _without_sample_calls(source: str) -> str:
 
 
 _BLOCK = re.compile(r"^# ---- .* \(cell (?P<cell_id>.+)\) ----$")
+_PLAIN_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's cell id pattern
+
+
+def marker_id(cell_id: str) -> str:
+    """The cell id as the module's marker comment shows it: as is when it has nbformat's form,
+    else its repr, which escapes newlines and every other control character. A notebook is
+    input from outside: an id such as `x\\nimport os` must never become a line of code."""
+    return cell_id if _PLAIN_ID.fullmatch(cell_id) else repr(cell_id)
 
 
 def cell_line(cells: Sequence[CapturedCell], module_text: str, line: int) -> tuple[CapturedCell, int] | None:
@@ -97,7 +106,7 @@ def cell_line(cells: Sequence[CapturedCell], module_text: str, line: int) -> tup
     lines = module_text.splitlines()
     if not 1 <= line <= len(lines):
         return None
-    by_id = {c.cell_id: c for c in cells}
+    by_id = {marker_id(c.cell_id): c for c in cells}
     for number in range(line, 0, -1):
         match = _BLOCK.match(lines[number - 1])
         if match is None:
@@ -204,7 +213,8 @@ def write_service(
     manifest = build_manifest(
         cells, service_name, text, notebook_rel=rel, models_saved=models_saved, free=free
     )
-    atomic_write(folder / SERVICE_MANIFEST, yaml.safe_dump(manifest, sort_keys=False))
+    root = write_root(folder, notebook)
+    atomic_write(folder / SERVICE_MANIFEST, yaml.safe_dump(manifest, sort_keys=False), root=root)
     module_path = folder / SERVICE_MODULE
     sha = hashlib.sha256(text.encode()).hexdigest()
     try:
@@ -212,5 +222,5 @@ def write_service(
     except OSError:
         changed = True
     if changed:
-        atomic_write(module_path, text)
+        atomic_write(module_path, text, root=root)
     return WrittenService(folder, module_path, sha, changed, free)

@@ -35,6 +35,7 @@ from jupyter_server.utils import url_path_join
 from jupyter_ext.actions.dev_servers import ServerNotFound, api_forms, call_api, default_servers
 from jupyter_ext.actions.export_job import ExportOptions, export_notebook
 from jupyter_ext.actions.jobs import default_jobs
+from jupyter_ext.actions.notebook_paths import HiddenNotebook, hidden_part, refuse_hidden
 from runtime.errors import ModelNotFound, NbentoError
 
 AUTH_RESOURCE = "nbento"
@@ -73,6 +74,10 @@ class NbentoHandler(APIHandler):
         path = (root / rel.lstrip("/")).resolve()
         if path != root and root not in path.parents:
             raise tornado.web.HTTPError(400, f"notebook {rel!r} is outside the Jupyter root {root}")
+        try:  # before looking at the file: a hidden notebook's existence is not shown either
+            refuse_hidden(rel, path, root, allow_hidden=bool(self.contents_manager.allow_hidden))
+        except HiddenNotebook as exc:
+            raise tornado.web.HTTPError(exc.status, str(exc)) from None
         if path.suffix != ".ipynb":
             raise tornado.web.HTTPError(400, f"{rel!r} is not a notebook (.ipynb)")
         if not path.is_file():
@@ -303,6 +308,9 @@ class ExportsHandler(NbentoHandler):
             root = self.root_dir()
             if out != root and root not in out.parents:
                 raise tornado.web.HTTPError(400, f"out_dir {options.out_dir!r} is outside the Jupyter root")
+            if not self.contents_manager.allow_hidden and hidden_part(out.relative_to(root)):
+                raise tornado.web.HTTPError(400, f"out_dir {options.out_dir!r} is a hidden folder; "
+                                                 f"export into a folder whose name has no leading dot")
             options = ExportOptions(options.split_runners, options.yatai, options.image, str(out))
         job = default_jobs.start("export", lambda report: export_notebook(path, options, report))
         self.write_json(job.to_json(), status=202)

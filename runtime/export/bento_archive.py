@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import tarfile
+import tempfile
 from pathlib import Path, PurePosixPath
 
 import yaml
@@ -39,9 +40,12 @@ def export_bento(ref: str | Path, file: str | Path) -> Path:
     if out.exists():
         raise NbentoError(f"{out} exists; choose a new file name (nothing was overwritten)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial")
+    # a fresh temp name (O_EXCL): a planted `.NAME.partial` link is never written through
+    fd, partial_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    partial = Path(partial_name)
+    os.fchmod(fd, 0o644)  # as a plain open would (mkstemp makes it private)
     try:
-        with tarfile.open(partial, "w:xz") as tar:
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:xz") as tar:
             tar.add(bento.path, arcname=".", recursive=False, filter=_normalize)
             for path in sorted(bento.path.rglob("*")):
                 if path.is_symlink():

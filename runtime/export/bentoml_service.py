@@ -24,7 +24,7 @@ import yaml
 
 from runtime.errors import BuildError
 from runtime.export.bento_store import BentoInfo, BentomlSpec
-from runtime.export.dockerfile import BENTOML_REQUIREMENT
+from runtime.export.dockerfile import BENTOML_REQUIREMENT, check_entry
 from runtime.service.definition import ApiSpec, Service
 from runtime.service.sources import SERVICE_MODULE
 from runtime.settings import ServerConfig
@@ -72,7 +72,7 @@ def _identifier(text: str) -> str:
 
 def render_entrypoint(entry_point: str) -> str:
     """`entry_point`: what `nbento serve` is given, relative to the Bento root."""
-    return _ENTRYPOINT_SH.format(entry=entry_point)
+    return _ENTRYPOINT_SH.format(entry=check_entry(entry_point))
 
 
 def render_bentoml_module(

@@ -15,7 +15,10 @@ with `--build-arg BENTOML_REQUIREMENT=`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+from runtime.errors import BuildError
 
 BENTO_HOME = "/home/bento"
 CONFIG_FILE = "config.yaml"  # the Bento's settings file (runtime.export.bento_store.CONFIG_FILE)
@@ -25,11 +28,45 @@ UID = 1000
 BENTOML_REQUIREMENT = "bentoml==1.4.39"
 
 
+# What may go into a Dockerfile or shell line unquoted: a newline would start a new
+# instruction (`RUN touch /pwned`), a space or `;`/`&&` a new word or command.
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}")
+_DEB_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]{0,99}(=[A-Za-z0-9.+:~_-]{1,100})?")
+_ENTRY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,254}")
+
+
+def check_entry(entry: str) -> str:
+    """`entry` (the service path in the Bento, `src` or `src/my_service.py`) if it is safe to
+    write into the Dockerfile and entrypoint.sh; else a `BuildError` naming it."""
+    if not _ENTRY.fullmatch(entry) or ".." in entry.split("/"):
+        raise BuildError(
+            f"the service file name {entry!r} cannot go into the image's entry point: use "
+            f"letters, digits, '_', '-' and '.' only (rename the file, e.g. my_service.py)"
+        )
+    return entry
+
+
 @dataclass(frozen=True)
 class DockerOptions:
     base_image: str = "python:3.11-slim"
     system_packages: list[str] = field(default_factory=list)
     entry: str = "src"  # what `nbento serve` gets, relative to the Bento root
+
+    def __post_init__(self) -> None:
+        if not _IMAGE.fullmatch(self.base_image):
+            raise BuildError(
+                f"base image {self.base_image!r} is not an image reference like "
+                f"python:3.11-slim or registry.example/team/base@sha256:...; no spaces or "
+                f"newlines"
+            )
+        for package in self.system_packages:
+            if not _DEB_PACKAGE.fullmatch(package):
+                raise BuildError(
+                    f"system package {package!r} is not a Debian package name (optionally "
+                    f"NAME=VERSION), like libgomp1 or curl=7.88.1-10; one package per "
+                    f"--system-package"
+                )
+        check_entry(self.entry)
 
 
 def serve_command(entry: str = "src") -> list[str]:

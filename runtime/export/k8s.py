@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from runtime.atomic import atomic_write_text
 from runtime.errors import BuildError
 from runtime.export.bento_store import Bento, Resources
 from runtime.export.dockerfile import BENTO_HOME, PORT, UID, serve_command
@@ -31,6 +32,7 @@ from runtime.export.k8s_autoscale import (
     scales_on_queue,
 )
 from runtime.export.k8s_canary import render_canary
+from runtime.export.k8s_network import runner_network_policy
 from runtime.export.k8s_options import (
     K8sOptions,
     SecretEnv,
@@ -416,9 +418,14 @@ def _plain_layout(bento: Bento, opts: K8sOptions) -> dict[str, list[Doc]]:
             component = dns_name("runner", runner.name)
             container = _container(bento, opts, command, res, [], config_name)
             name = services[runner.name]
-            files[f"{component}.yaml"] = _component(
-                bento, opts, name, component, container, config_name, runner.name
-            )
+            files[f"{component}.yaml"] = [
+                *_component(bento, opts, name, component, container, config_name, runner.name),
+                runner_network_policy(
+                    _meta(name, _labels(bento, component), opts.namespace),
+                    _selector(bento, component), _selector(bento, "api-server"), PORT,
+                    prometheus=opts.service_monitor,
+                ),
+            ]
         if not opts.keda and any(scales_on_queue(opts, opts.gpu.get(r.name, 0)) for r in runners):
             meta = _meta(dns_name(base, "prometheus-adapter-rules"), _labels(bento, "metrics"),
                          opts.namespace)
@@ -465,6 +472,7 @@ def write_manifests(
     written = []
     for filename, docs in files.items():
         path = out / filename
-        path.write_text(dump_documents(docs))
+        # a manifest linked out of the folder (deployment.yaml -> ~/.bashrc) is refused
+        atomic_write_text(path, dump_documents(docs), root=out)
         written.append(path)
     return written

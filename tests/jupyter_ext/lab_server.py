@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +83,7 @@ def save_support_classifier(home: Path) -> str:
 @contextmanager
 def jupyter_server(
     tmp: Path, *, lab: bool = False, token: str = "nbento-test-token",
-    extensions: str = "{'nbento': True}",
+    extensions: str = "{'nbento': True}", extra_args: Sequence[str] = (),
 ) -> Iterator[LabServer]:
     """Start `jupyter server` (or `jupyter lab`) with nbento's server extension (by the name
     the wheel's config enables) and stop it by its PID afterwards."""
@@ -101,6 +101,7 @@ def jupyter_server(
         sys.executable, *app, "--no-browser", "--allow-root", f"--port={port}",
         "--port_retries=0", "--ip=127.0.0.1", f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}", f"--ServerApp.jpserver_extensions={extensions}",
+        *extra_args,
     ]
     if lab:
         args += [f"--LabApp.user_settings_dir={settings}",

@@ -262,6 +262,35 @@ def test_pods_get_the_bentos_own_drain_time(tmp_path: Path) -> None:
         _assert_pods_hardened(files, 95)
 
 
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+@pytest.mark.parametrize("service_monitor", [False, True])
+def test_split_layout_lets_only_api_pods_reach_the_runners(bento: Bento, service_monitor: bool) -> None:
+    files = render_manifests(bento, K8sOptions(split_runners=True, service_monitor=service_monitor))
+    _validate(files)  # NetworkPolicy against the Kubernetes schemas, strict
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+            for d in _docs(files, "Deployment")}
+    api = pods.pop("ticket-router")
+    policies = _docs(files, "NetworkPolicy")
+    assert len(policies) == len(pods) == 2  # one per runner, none for the API server
+    for policy in policies:
+        spec = policy["spec"]
+        guarded = [name for name, labels in pods.items()
+                   if _selects(spec["podSelector"]["matchLabels"], labels)]
+        assert guarded == [policy["metadata"]["name"]] and spec["policyTypes"] == ["Ingress"]
+        first, *others = spec["ingress"]
+        allowed = first["from"][0]["podSelector"]["matchLabels"]
+        assert _selects(allowed, api) and not any(_selects(allowed, p) for p in pods.values())
+        assert first["ports"] == [{"protocol": "TCP", "port": 3000}]
+        assert len(first["from"]) == 1 and "namespaceSelector" not in first["from"][0]
+        # Prometheus may scrape /metrics only when the export ships a ServiceMonitor
+        assert [o["from"][0]["podSelector"]["matchLabels"] for o in others] == (
+            [{"app.kubernetes.io/name": "prometheus"}] if service_monitor else [])
+    assert _docs(render_manifests(bento, K8sOptions()), "NetworkPolicy") == []
+
+
 def test_yatai_bento_request_and_deployment_match_their_crds(bento: Bento) -> None:
     files = render_manifests(
         bento, K8sOptions(yatai=True, gpu={"toy_clf": 2}, min_replicas=1, max_replicas=4)
