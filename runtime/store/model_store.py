@@ -15,6 +15,7 @@ are not unless asked.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import platform
 import secrets
@@ -22,7 +23,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -270,6 +271,8 @@ class ModelStore:
                 self._publish(tmp, name_dir / version, text)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
+                with suppress(OSError):  # a new name's folder, if nothing else is in it
+                    name_dir.rmdir()  # (a concurrent save's _make_temp retries)
                 raise
             self.remove_stale_temp(name)
         return Model(self, info, name_dir / version, yaml_digest(text.encode("utf-8")))
@@ -357,7 +360,17 @@ def _io_errors(action: str) -> Iterator[None]:
         raise
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno in _FULL:
+            # the caller removed its temp folder: a full disk leaves no partial version
+            raise NbentoError(
+                f"cannot {action}: {exc.strerror} ({errno.errorcode[exc.errno]}){where}; the "
+                f"file system is full, nothing was saved (partial files were removed); free "
+                f"space there or set NBENTO_HOME to a store on a larger disk, then try again"
+            ) from exc
         raise NbentoError(f"cannot {action}: {exc.strerror or exc}{where}") from exc
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _choose_serializer(obj: Any, serializer: Serializer | str | None) -> Serializer:
