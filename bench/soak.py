@@ -292,7 +292,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def report(load: OpenLoop, events: Events, seconds: float, capacity: float, rate: float,
-           server: dict[str, Any]) -> tuple[str, bool]:
+           server: dict[str, Any], args: argparse.Namespace) -> tuple[str, bool]:
     minutes = max(1, round(seconds / 60))
     lines = [
         "| minute | sent | OK | errors | errors in bad-reload windows | p50 ms | p95 ms | p99 ms "
@@ -336,8 +336,8 @@ def report(load: OpenLoop, events: Events, seconds: float, capacity: float, rate
         f"capacity (wrk, 80 connections, closed loop): {capacity:.1f} req/s; soak rate "
         f"{rate:.1f} req/s; {sent} requests sent in {seconds:.0f} s "
         f"({sent / seconds:.1f} req/s)",
-        f"reloads: {len(events.good)} good (every 5 s), {len(events.bad)} bad (syntax error, "
-        f"fixed 2 s later); server generation at the end {server.get('generation')}, "
+        f"reloads: {len(events.good)} good (every {args.reload_every:g} s), {len(events.bad)} "
+        f"bad (a syntax error every {args.bad_every:g} s, fixed 2 s later); server generation at the end {server.get('generation')}, "
         f"reloads counted by /metrics: {server.get('reloads')}",
         f"errors outside the bad reloads' windows: {outside_total} "
         f"{kinds or '(none)'}; inside them: {inside_total}",
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
         shutil.rmtree(home, ignore_errors=True)
-    body, ok = report(load, events, seconds, capacity, rate, counts)
+    body, ok = report(load, events, seconds, capacity, rate, counts, args)
     print(body)
     if args.record:
         record(body, args)
