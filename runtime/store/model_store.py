@@ -241,7 +241,10 @@ class ModelStore:
         version = new_version()
         created = datetime.now(timezone.utc)
         name_dir = self.root / name
-        with _io_errors(f"save model {name!r} in {self.root}"):
+        with _io_errors(
+            f"save model {name!r} in {self.root}",
+            when_full=", nothing was saved (the partial files were removed)",
+        ):
             tmp = self._make_temp(name_dir, f"{version}-{secrets.token_hex(4)}")
             try:
                 artifacts = ArtifactWriter(tmp, fsync=self.fsync)
@@ -351,9 +354,10 @@ class ModelStore:
 
 
 @contextmanager
-def _io_errors(action: str) -> Iterator[None]:
+def _io_errors(action: str, *, when_full: str = "") -> Iterator[None]:
     """Turn a file-system failure (read-only store, disk full, no permission) into one
-    readable NbentoError line instead of a traceback."""
+    readable NbentoError line instead of a traceback. `when_full`: what the caller left
+    behind when the disk filled up (said in the message)."""
     try:
         yield
     except NbentoError:
@@ -361,11 +365,10 @@ def _io_errors(action: str) -> Iterator[None]:
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         if exc.errno in _FULL:
-            # the caller removed its temp folder: a full disk leaves no partial version
             raise NbentoError(
                 f"cannot {action}: {exc.strerror} ({errno.errorcode[exc.errno]}){where}; the "
-                f"file system is full, nothing was saved (partial files were removed); free "
-                f"space there or set NBENTO_HOME to a store on a larger disk, then try again"
+                f"file system is full{when_full}; free space there or, for the model store, set "
+                f"NBENTO_HOME to a folder on a larger disk, then try again"
             ) from exc
         raise NbentoError(f"cannot {action}: {exc.strerror or exc}{where}") from exc
 
