@@ -333,7 +333,8 @@ def report(load: OpenLoop, events: Events, seconds: float, capacity: float, rate
     steady = max(p95s) / min(p95s) if p95s and min(p95s) > 0 else float("nan")
     ok = outside_total == 0 and growth < 10
     summary = [
-        f"capacity (wrk, 80 connections, closed loop): {capacity:.1f} req/s; soak rate "
+        f"capacity (wrk, 80 connections, closed loop): "
+        f"{'not measured (--rate)' if capacity != capacity else f'{capacity:.1f} req/s'}; soak rate "
         f"{rate:.1f} req/s; {sent} requests sent in {seconds:.0f} s "
         f"({sent / seconds:.1f} req/s)",
         f"reloads: {len(events.good)} good (every {args.reload_every:g} s), {len(events.bad)} "
