@@ -12,6 +12,7 @@ a call goes to is `runtime.serving.balancer`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -72,10 +73,7 @@ class RemoteBackend:
             tried.add(replica.url)
             try:
                 async with self.replicas.lease(replica, rows) as client:
-                    response = await client.post(
-                        f"/_runner/{method}", content=body,
-                        headers={"content-type": wire.CONTENT_TYPE},
-                    )
+                    response = await _post_watched(client, f"/_runner/{method}", body)
             except _RETRYABLE as exc:
                 # inference calls may run twice; a lost answer is worse than a repeated row
                 self.replicas.failed(replica, exc)
@@ -107,6 +105,44 @@ class RemoteBackend:
         await self.replicas.aclose()
 
 
+class ReplicaStalled(Exception):
+    """A call outstanding for `STALL_CHECK_S` to a replica that then failed its liveness probe
+    (the process is stopped or wedged: its port still accepts, nothing answers)."""
+
+
+# A call outstanding this long makes the caller probe the replica's /livez (answered by its
+# event loop, not by the model); a replica that cannot answer that within LIVENESS_TIMEOUT_S
+# is treated as gone, so its callers get a 503 instead of waiting out the call timeout.
+STALL_CHECK_S = 5.0
+LIVENESS_TIMEOUT_S = 2.0
+
+
+async def _post_watched(client: httpx.AsyncClient, path: str, body: bytes) -> httpx.Response:
+    post = asyncio.ensure_future(
+        client.post(path, content=body, headers={"content-type": wire.CONTENT_TYPE})
+    )
+    try:
+        while True:
+            done, _ = await asyncio.wait({post}, timeout=STALL_CHECK_S)
+            if done:
+                return post.result()
+            try:
+                probe = await client.get("/livez", timeout=LIVENESS_TIMEOUT_S)
+                alive = probe.status_code == 200
+            except httpx.HTTPError:
+                alive = False
+            if not alive and not post.done():
+                raise ReplicaStalled(
+                    f"no answer for {STALL_CHECK_S:g}s and /livez did not answer within "
+                    f"{LIVENESS_TIMEOUT_S:g}s (the process may be stopped or wedged)"
+                )
+    finally:
+        if not post.done():
+            post.cancel()
+            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                await post
+
+
 # Failures before or while talking to a replica that say nothing about the call itself.
 _RETRYABLE = (
     httpx.ConnectError,
@@ -114,6 +150,7 @@ _RETRYABLE = (
     httpx.RemoteProtocolError,
     httpx.ReadError,
     httpx.WriteError,
+    ReplicaStalled,
 )
 
 

@@ -15,6 +15,7 @@ are not unless asked.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import platform
 import secrets
@@ -22,7 +23,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -240,7 +241,10 @@ class ModelStore:
         version = new_version()
         created = datetime.now(timezone.utc)
         name_dir = self.root / name
-        with _io_errors(f"save model {name!r} in {self.root}"):
+        with _io_errors(
+            f"save model {name!r} in {self.root}",
+            when_full=", nothing was saved (the partial files were removed)",
+        ):
             tmp = self._make_temp(name_dir, f"{version}-{secrets.token_hex(4)}")
             try:
                 artifacts = ArtifactWriter(tmp, fsync=self.fsync)
@@ -270,6 +274,8 @@ class ModelStore:
                 self._publish(tmp, name_dir / version, text)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
+                with suppress(OSError):  # a new name's folder, if nothing else is in it
+                    name_dir.rmdir()  # (a concurrent save's _make_temp retries)
                 raise
             self.remove_stale_temp(name)
         return Model(self, info, name_dir / version, yaml_digest(text.encode("utf-8")))
@@ -348,16 +354,26 @@ class ModelStore:
 
 
 @contextmanager
-def _io_errors(action: str) -> Iterator[None]:
+def _io_errors(action: str, *, when_full: str = "") -> Iterator[None]:
     """Turn a file-system failure (read-only store, disk full, no permission) into one
-    readable NbentoError line instead of a traceback."""
+    readable NbentoError line instead of a traceback. `when_full`: what the caller left
+    behind when the disk filled up (said in the message)."""
     try:
         yield
     except NbentoError:
         raise
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno in _FULL:
+            raise NbentoError(
+                f"cannot {action}: {exc.strerror} ({errno.errorcode[exc.errno]}){where}; the "
+                f"file system is full{when_full}; free space there or, for the model store, set "
+                f"NBENTO_HOME to a folder on a larger disk, then try again"
+            ) from exc
         raise NbentoError(f"cannot {action}: {exc.strerror or exc}{where}") from exc
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _choose_serializer(obj: Any, serializer: Serializer | str | None) -> Serializer:

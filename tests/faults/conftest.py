@@ -1,0 +1,158 @@
+"""The fault suite's shared parts: real `nbento serve` processes on 127.0.0.1 (started and
+stopped by their PIDs through `tests.runtime.serving_support`), a small service over the test
+`Scaler` model, a bounded concurrent load, and the server's resident memory read from
+/proc/PID/status. Under CI=true a missing prerequisite fails instead of skipping."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.runtime.serving_models import save_scaler
+from tests.runtime.serving_support import write_service
+
+SERVICE = """
+from __future__ import annotations
+
+from runtime import api, runner
+
+scaler = runner("scaler:latest")
+
+
+@api
+def double(xs: list[float]) -> list[float]:
+    return scaler.predict(xs)
+"""
+
+
+def missing(reason: str) -> None:
+    """A prerequisite is missing: fail under CI=true (the suite must run there), else skip."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true and a prerequisite is missing: {reason}")
+    pytest.skip(reason)
+
+
+def make_service(root: Path, *, batch_delay_s: float = 0.0, config: str = "") -> Path:
+    """A service folder `root/svc` serving `POST /double` over a saved `Scaler` (in
+    `root/home`, which the caller puts in NBENTO_HOME), plus `root/config.yaml`."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NBENTO_HOME", str(root / "home"))
+        save_scaler("scaler", factor=2.0, batch_delay_s=batch_delay_s)
+    write_service(root / "svc", SERVICE)
+    (root / "config.yaml").write_text(config)
+    return root / "svc"
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of `pid` in KiB (VmRSS), 0 once the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def child_pids(pid: int) -> set[int]:
+    """Every live descendant of `pid` (from /proc/*/stat parent links)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {c for c, p in parents.items() if p in frontier} - found
+        found |= frontier
+    return found
+
+
+@dataclass
+class RssPeak:
+    """Samples a process's VmRSS every `interval` seconds in a thread, keeping the peak."""
+
+    pid: int
+    interval: float = 0.02
+    before: int = 0
+    peak: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> RssPeak:
+        self.before = self.peak = rss_kib(self.pid)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, rss_kib(self.pid))
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+@dataclass
+class Outcome:
+    """One request of a load: status (0: no HTTP answer), Retry-After, error type, seconds."""
+
+    status: int
+    retry_after: str | None
+    kind: str
+    seconds: float
+    started: float
+
+
+async def _one(client: httpx.AsyncClient, url: str, body: object) -> Outcome:
+    started = time.monotonic()
+    try:
+        r = await client.post(url, json=body)
+    except httpx.HTTPError as exc:
+        return Outcome(0, None, type(exc).__name__, time.monotonic() - started, started)
+    kind = ""
+    if r.status_code != 200:
+        try:
+            kind = str(r.json()["error"]["type"])
+        except (ValueError, KeyError, TypeError):
+            kind = r.text[:200]
+    return Outcome(r.status_code, r.headers.get("retry-after"), kind,
+                   time.monotonic() - started, started)
+
+
+def run_load(url: str, *, seconds: float, concurrency: int, timeout: float,
+             stop: threading.Event | None = None) -> list[Outcome]:
+    """`concurrency` closed-loop clients posting `[1.0]` to `url` for `seconds` (or until
+    `stop` is set); every outcome, in the order they finished."""
+
+    async def client_loop(client: httpx.AsyncClient, out: list[Outcome], until: float) -> None:
+        while time.monotonic() < until and not (stop and stop.is_set()):
+            outcome = await _one(client, url, [1.0])
+            out.append(outcome)
+            if outcome.status != 200:
+                await asyncio.sleep(0.01)  # an answered refusal: do not spin
+
+    async def main() -> list[Outcome]:
+        out: list[Outcome] = []
+        until = time.monotonic() + seconds
+        limits = httpx.Limits(max_connections=concurrency)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+            await asyncio.gather(*(client_loop(client, out, until) for _ in range(concurrency)))
+        return out
+
+    return asyncio.run(main())
