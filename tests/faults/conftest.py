@@ -6,7 +6,6 @@ stopped by their PIDs through `tests.runtime.serving_support`), a small service 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,13 +29,6 @@ scaler = runner("scaler:latest")
 def double(xs: list[float]) -> list[float]:
     return scaler.predict(xs)
 """
-
-
-def missing(reason: str) -> None:
-    """A prerequisite is missing: fail under CI=true (the suite must run there), else skip."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI=true and a prerequisite is missing: {reason}")
-    pytest.skip(reason)
 
 
 def make_service(root: Path, *, batch_delay_s: float = 0.0, config: str = "") -> Path:

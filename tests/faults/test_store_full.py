@@ -14,7 +14,7 @@ import pytest
 
 from runtime.errors import NbentoError
 from runtime.store.model_store import ModelStore
-from tests.faults.conftest import missing
+from tests.conftest import missing
 
 SIZE = "2m"
 
