@@ -5,6 +5,11 @@ what the Server section shows — URL, PID, reload state read from `/_nbento/sta
 metrics summary read from `/metrics` — and the call proxy that Try it goes through, so the
 browser never talks to the service port itself.
 
+States the panels show (`describe()["state"]`): starting, running, reloading (a save is being
+captured and loaded), reload-failed (the last change did not load; the server still answers
+with generation N) and stopped. A failed reload is an answer, not an HTTP failure: `recapture`
+returns it as data, with the error pointed at the notebook cell and line (`reload_errors`).
+
 One server per service: a server a kernel started (`%nbento serve`, the widget's Start) is
 registered in its service folder (`server_registry`); `discover` adopts it for the notebooks
 open in Jupyter, and `start` attaches to it instead of starting a second one. Stopping an
@@ -21,7 +26,14 @@ from typing import Any
 import httpx
 
 from jupyter_ext.actions.kernel_server import KernelServer, free_port
-from jupyter_ext.actions.metrics_summary import MetricsHistory, parse_metrics, totals
+from jupyter_ext.actions.metrics_summary import (
+    MetricsHistory,
+    batching_settings,
+    parse_metrics,
+    small_batch_reason,
+    totals,
+)
+from jupyter_ext.actions.reload_errors import capture_failure, reload_error, server_error
 from jupyter_ext.actions.server_registry import live_near
 from runtime.errors import NbentoError
 from runtime.serving.auth import auth_headers
@@ -47,6 +59,13 @@ class DevServer:
     history: MetricsHistory = field(default_factory=MetricsHistory)
     last_status: dict[str, Any] | None = None
     returncode: int | None = None
+    # The saved notebook could not be captured (a syntax error): the server never saw that
+    # change. Believed while the server still serves what it served then (generation, sha).
+    capture_error: dict[str, Any] | None = None
+    capture_error_at: tuple[Any, Any] | None = None
+    reloading: bool = False
+    # What the last save did, for this server only (a new server starts without one).
+    last_save: dict[str, Any] | None = None
 
     @property
     def url(self) -> str:
@@ -86,20 +105,35 @@ class DevServer:
         self.history.add(snap)
         return totals(snap)
 
+    def current_error(self, status: dict[str, Any]) -> dict[str, Any] | None:
+        """The one error to show: the capture error of the last save while the server still
+        serves what it served then, else the server's own reload error, mapped to its cell."""
+        served = (status.get("generation"), status.get("source_sha256"))
+        if self.capture_error is not None and self.capture_error_at != served:
+            self.capture_error = None  # the kernel wrote fixed code and the server loaded it
+        if self.capture_error is not None:
+            return dict(self.capture_error, generation=status.get("generation"))
+        return server_error(status.get("last_error"), self.kernel.folder, status.get("generation"))
+
     def describe(self, *, probe: bool = True) -> dict[str, Any]:
         """The JSON the panels show. `probe` asks the server (status + metrics) when running."""
         alive = self.running()
         status = self.fetch_status() if (probe and alive) else None
         metrics = self.fetch_metrics() if (probe and alive and status is not None) else None
+        last = status or self.last_status or {}
+        error = self.current_error(last) if alive else None
         if not alive:
-            state = "exited"
-        elif status is None:
+            state = "stopped"
+        elif status is None and self.last_status is None:
             state = "starting"
-        elif status.get("last_error"):
+        elif self.reloading:
+            state = "reloading"
+        elif error is not None:
             state = "reload-failed"
         else:
             state = "running"
-        last = status or self.last_status or {}
+        batchers = batching_settings(last.get("settings"))
+        points = list(self.history.points)
         return {
             "id": self.id,
             "notebook": str(self.notebook),
@@ -117,26 +151,31 @@ class DevServer:
             "loaded_at": last.get("loaded_at"),
             "last_reload_ms": last.get("last_reload_ms"),
             "last_error": last.get("last_error"),
-            "reload_error": plain_reload_error(last.get("last_error")),
+            "error": error,
+            "reload_error": error["text"] if error else None,
+            "last_save": self.last_save,
             "runners": last.get("runners", {}),
             "metrics": metrics,
-            "history": list(self.history.points),
-            "log_tail": [] if state == "running" else self.log_tail(),
+            "history": points,
+            "batching": batchers,
+            "small_batch_reason": small_batch_reason(points[-1] if points else None, batchers),
+            "log_tail": [] if state in ("running", "reloading") else self.log_tail(),
         }
 
 
+def _wait_error_cleared(server: DevServer, generation: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = server.fetch_status()
+        if status is None or not status.get("last_error") or status.get("generation") != generation:
+            return
+        time.sleep(0.02)
+
+
 def plain_reload_error(error: Any) -> str | None:
-    """`{"message", "file", "line"}` -> one sentence a person can act on."""
-    if not error:
-        return None
-    if not isinstance(error, dict):
-        return str(error)
-    where = ""
-    if error.get("file"):
-        where = f" ({Path(str(error['file'])).name}"
-        where += f", line {error['line']})" if error.get("line") else ")"
-    return (f"The last code change did not load{where}: {error.get('message', 'unknown error')}. "
-            f"The server keeps answering with the previous version until the cell is fixed.")
+    """`{"message", "file", "line"}` -> one sentence a person can act on (the widget panel's
+    words; the JupyterLab panel gets the error mapped to its cell from `describe()`)."""
+    return reload_error(error)
 
 
 class DevServers:
@@ -200,25 +239,55 @@ class DevServers:
                     {n.resolve() for n in notebooks} and s.running()]
 
     def recapture(self, server_id: str, timeout: float = 30.0) -> dict[str, Any]:
-        """Re-capture the saved notebook into the served folder and wait for the reload
-        (what the panel does after each save); the outcome in the panels' words."""
+        """Re-capture the saved notebook into the served folder and wait for the reload (what
+        the panel does after each save). A change that does not load is an expected outcome,
+        answered as data: `ok` False, `error` pointed at the notebook cell and line, and the
+        server's state (`describe()`) under `server`."""
+        server = self.get(server_id)
+        server.reloading = True
+        try:
+            outcome = self._recapture(server, timeout)
+        finally:
+            server.reloading = False
+        server.last_save = {"text": outcome["text"], "ok": outcome["ok"], "at": time.time()}
+        outcome["server"] = server.describe()
+        return outcome
+
+    def _recapture(self, server: DevServer, timeout: float) -> dict[str, Any]:
         from jupyter_ext.capture.notebook import build_service
 
-        server = self.get(server_id)
         before = server.fetch_status()
+        served = ((before or {}).get("generation"), (before or {}).get("source_sha256"))
         started = time.perf_counter()
-        _, written = build_service(server.notebook, out_dir=server.kernel.folder)
+        try:
+            _, written = build_service(server.notebook, out_dir=server.kernel.folder)
+        except NbentoError as exc:  # the saved cells do not make a module: nothing to load
+            server.capture_error = capture_failure(server.notebook, exc)
+            server.capture_error_at = served
+            return {"changed": True, "ok": False, "elapsed_ms": 0.0, "timed_out": False,
+                    "error": server.current_error(before or {}),
+                    "text": "saved: the change did not load (see the error)"}
+        server.capture_error = None
         if not written.changed:
-            return {"changed": False, "ok": True, "elapsed_ms": 0.0, "error": None}
+            return {"changed": False, "ok": True, "elapsed_ms": 0.0, "timed_out": False,
+                    "error": server_error((before or {}).get("last_error"), server.kernel.folder,
+                                          served[0]),
+                    "text": "saved: the service code did not change"}
         outcome = server.kernel.wait_for_reload(written.sha256, before, started=started,
                                                 timeout=timeout)
-        return {
-            "changed": True,
-            "ok": outcome.ok,
-            "elapsed_ms": round(outcome.elapsed_ms, 1),
-            "timed_out": outcome.timed_out,
-            "error": plain_reload_error(outcome.error),
-        }
+        if outcome.ok and (before or {}).get("last_error"):
+            # back to the bytes it still serves: "served" at once, but the failed attempt's
+            # error clears only when the server has loaded the file again
+            _wait_error_cleared(server, served[0], timeout=min(timeout, 5.0))
+        error = server_error(outcome.error, server.kernel.folder, served[0]) if outcome.error else None
+        if outcome.ok:
+            text = f"saved: reloaded in {outcome.elapsed_ms:.0f} ms"
+        elif outcome.timed_out:
+            text = f"saved: the server did not pick up the change in {timeout:.0f} s; see its log"
+        else:
+            text = "saved: the change did not load (see the error)"
+        return {"changed": True, "ok": outcome.ok, "elapsed_ms": round(outcome.elapsed_ms, 1),
+                "timed_out": outcome.timed_out, "error": error, "text": text}
 
     def get(self, server_id: str) -> DevServer:
         with self._lock:

@@ -13,7 +13,9 @@ magics use (`runtime.store.model_store`, `jupyter_ext.capture.notebook`, `runtim
     POST   /nbento/servers {notebook}      start `nbento serve NOTEBOOK --reload`
     GET    /nbento/servers/ID              status, reload state, metrics summary + history
     DELETE /nbento/servers/ID              stop it
-    POST   /nbento/servers/ID/reload       re-capture the saved notebook, wait for the reload
+    POST   /nbento/servers/ID/reload       re-capture the saved notebook, wait for the reload;
+                                           200 also when the change did not load (`ok` false,
+                                           `error` at its notebook cell and line)
     GET    /nbento/servers/ID/apis         APIs with request schema and an example body
     POST   /nbento/servers/ID/call/API     proxy one call (the browser never sees the port)
     POST   /nbento/exports {notebook, ...} start a Bento + Kubernetes export job
@@ -249,7 +251,8 @@ class ServerHandler(NbentoHandler):
 
 
 class ServerReloadHandler(NbentoHandler):
-    """Re-capture the saved notebook into the served folder and wait for the hot reload."""
+    """Re-capture the saved notebook into the served folder and wait for the hot reload. A
+    change that does not load is an expected outcome, answered as data, not an HTTP error."""
 
     @tornado.web.authenticated
     @authorized

@@ -1,4 +1,9 @@
-/** Export section: POST /nbento/exports, then poll the job for progress and the paths. */
+/**
+ * Export section: POST /nbento/exports, then poll the job for progress and the paths. A new
+ * run starts from a clean slate (the previous run's list is dropped), and the list is the
+ * files this export wrote: the writer removes what an earlier export left that the new
+ * layout lacks (runtime/export/written.py), so the folder and the list agree.
+ */
 import React, { useState } from 'react';
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { IJob, postJSON, requestAPI } from './request';
@@ -14,6 +19,7 @@ export function ExportSection(props: { panel: NotebookPanel }): JSX.Element {
   const running = job?.state === 'running';
   const run = async (): Promise<void> => {
     setError(null);
+    setJob(null);
     try {
       await props.panel.context.save();
       let current = await postJSON<IJob>('exports', {
@@ -62,9 +68,10 @@ export function ExportSection(props: { panel: NotebookPanel }): JSX.Element {
                 Bento: <code className="nbento-path">{job.result.bento}</code>
               </div>
               <div>
-                Manifests in <code className="nbento-path">{job.result.manifests_dir}</code>:
+                {job.result.manifests.length} manifest files in{' '}
+                <code className="nbento-path">{job.result.manifests_dir}</code>:
               </div>
-              <ul>
+              <ul className="nbento-export-files">
                 {job.result.manifests.map(f => (
                   <li key={f}>
                     <code className="nbento-path">{f.split('/').pop()}</code>

@@ -1,28 +1,70 @@
 /**
  * Server, Try it and Batching sections: they share one development server (the one started
  * for the active notebook), polled every two seconds while it runs.
+ *
+ * The Server section tells the truth about that server: starting, running, reloading, reload
+ * failed (still serving generation N) or stopped; a change that did not load is one message in
+ * the error colour naming the notebook cell and line, which jumps there when clicked, and
+ * clears once the fixed cell is re-run (the panel then saves, which reloads) or saved.
  */
 import React, { useEffect, useState } from 'react';
-import { NotebookPanel } from '@jupyterlab/notebook';
-import { LineChart } from './chart';
+import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import { LineChart, withUnit } from './chart';
 import {
   deleteAPI,
   IApiForm,
   ICallAnswer,
+  IChartPoint,
   IServerInfo,
   postJSON,
   requestAPI
 } from './request';
 
 const POLL_MS = 2000;
+const CHART_WINDOW_S = 300;
+
+/** A change that did not load, pointed at its notebook cell (jupyter_ext/actions/reload_errors.py). */
+export interface IServerError {
+  message: string;
+  cell_id: string | null;
+  cell_index: number | null;
+  cell_label: string | null;
+  line: number | null;
+  generation: number | null;
+  text: string;
+}
+
+interface ILivePoint extends IChartPoint {
+  interval_s: number;
+  requests_per_s: number;
+  mean_latency_ms: number | null;
+  queue_depth: number;
+}
+
+interface IBatcher {
+  name: string;
+  max_batch_size: number | null;
+  max_latency_ms: number | null;
+  workers: number | null;
+}
+
+/** What GET /nbento/servers says beyond IServerInfo (see DevServer.describe). */
+export interface IServerState extends IServerInfo {
+  error: IServerError | null;
+  last_save: { text: string; ok: boolean; at: number } | null;
+  history: ILivePoint[];
+  batching: IBatcher[];
+  small_batch_reason: string | null;
+}
 
 interface IReloadOutcome {
   changed: boolean;
   ok: boolean;
   elapsed_ms: number;
-  error: string | null;
+  error: IServerError | null;
+  text: string;
+  server: IServerState;
 }
-const CHART_WINDOW_S = 300;
 
 export function useServer(panel: NotebookPanel): {
   server: IServerInfo | null;
@@ -63,19 +105,73 @@ function when(iso: string | null): string {
   return isNaN(d.getTime()) ? iso : d.toLocaleTimeString();
 }
 
+/** The badge's words: what the server does right now. */
+export function stateText(server: IServerState, saving: boolean): { state: string; text: string } {
+  if (saving && server.state !== 'stopped') {
+    return { state: 'reloading', text: 'reloading' };
+  }
+  if (server.state === 'reload-failed') {
+    const generation = server.error?.generation ?? server.generation;
+    return { state: 'reload-failed', text: `reload failed (serving generation ${generation ?? '-'})` };
+  }
+  return { state: server.state, text: server.state };
+}
+
+/** Select the notebook cell `cellId` and put the cursor on `line` (1-based) in its editor. */
+export function jumpToCellLine(panel: NotebookPanel, cellId: string, line: number | null): void {
+  const notebook = panel.content;
+  const index = notebook.widgets.findIndex(c => c.model.id === cellId);
+  if (index < 0) {
+    return;
+  }
+  notebook.activeCellIndex = index;
+  void notebook.scrollToItem(index).then(() => {
+    const editor = notebook.widgets[index].editor;
+    if (editor && line !== null) {
+      const last = Math.max(0, editor.lineCount - 1);
+      editor.setCursorPosition({ line: Math.min(Math.max(0, line - 1), last), column: 0 });
+      editor.focus();
+    }
+  });
+}
+
+function ServerError(props: { panel: NotebookPanel; error: IServerError }): JSX.Element {
+  const { panel, error } = props;
+  const where = error.cell_label ? `${error.cell_label}${error.line !== null ? ` line ${error.line}` : ''}` : null;
+  const rest = where && error.text.startsWith(where) ? error.text.slice(where.length).replace(/^:\s*/, '') : error.text;
+  return (
+    <div className="nbento-error nbento-reload-error" data-cell-id={error.cell_id ?? ''}>
+      {where && error.cell_id ? (
+        <button
+          className="nbento-error-jump"
+          title="go to this cell and line"
+          onClick={() => jumpToCellLine(panel, error.cell_id as string, error.line)}
+        >
+          {where}
+        </button>
+      ) : null}
+      {where && error.cell_id ? ': ' : ''}
+      {rest}
+    </div>
+  );
+}
+
 export function ServerSection(props: {
   panel: NotebookPanel;
   server: IServerInfo | null;
   setServer: (s: IServerInfo | null) => void;
 }): JSX.Element {
-  const { panel, server } = props;
+  const { panel } = props;
+  const server = props.server as IServerState | null;
   const [busy, setBusy] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [reload, setReload] = useState<string | null>(null);
-  const running = server && server.state !== 'exited';
+  const [saving, setSaving] = useState(false);
+  const running = server && server.state !== 'stopped';
   const serverId = running ? server!.id : null;
+  const errorCell = running ? server!.error?.cell_id ?? null : null;
   useEffect(() => {
-    // each save re-captures the notebook into the served folder; the server hot-reloads
+    // each save re-captures the notebook into the served folder; the server hot-reloads.
+    // A change that does not load is an answer (HTTP 200, ok false), not a failed request.
     if (!serverId) {
       return;
     }
@@ -83,23 +179,35 @@ export function ServerSection(props: {
       if (state !== 'completed') {
         return;
       }
+      setSaving(true);
       postJSON<IReloadOutcome>(`servers/${encodeURIComponent(serverId)}/reload`, {})
-        .then(o =>
-          setReload(
-            !o.changed
-              ? 'saved: the service code did not change'
-              : o.ok
-                ? `saved: reloaded in ${Math.round(o.elapsed_ms)} ms`
-                : o.error ?? 'the reload did not finish in time'
-          )
-        )
-        .catch(e => setReload(String(e.message ?? e)));
+        .then(o => {
+          props.setServer(o.server);
+          setError(null);
+        })
+        .catch(e => setError(String(e.message ?? e)))
+        .finally(() => setSaving(false));
     };
     panel.context.saveState.connect(onSave);
     return () => {
       panel.context.saveState.disconnect(onSave);
     };
   }, [serverId, panel]);
+  useEffect(() => {
+    // the cell the error points at ran again without error: save, so the server reloads it
+    if (!errorCell) {
+      return;
+    }
+    const onExecuted = (_: unknown, args: { notebook: unknown; cell: { model: { id: string } }; success: boolean }): void => {
+      if (args.notebook === panel.content && args.success && args.cell.model.id === errorCell) {
+        void panel.context.save();
+      }
+    };
+    NotebookActions.executed.connect(onExecuted);
+    return () => {
+      NotebookActions.executed.disconnect(onExecuted);
+    };
+  }, [errorCell, panel]);
   const start = async (): Promise<void> => {
     setBusy('saving the notebook and starting the server…');
     setError(null);
@@ -124,6 +232,8 @@ export function ServerSection(props: {
     }
     setBusy(null);
   };
+  const badge = server ? stateText(server, saving) : null;
+  const reloaded = server && server.generation !== null && server.generation > 1;
   return (
     <div className="nbento-server">
       <div className="nbento-buttons">
@@ -135,13 +245,12 @@ export function ServerSection(props: {
         </button>
       </div>
       {busy && <div className="nbento-muted">{busy}</div>}
-      {reload && running && <div className="nbento-muted nbento-reload-outcome">{reload}</div>}
       {error && <div className="nbento-error">{error}</div>}
       {!server && !busy && <div className="nbento-muted">No server for this notebook. Start serves its captured cells with hot reload.</div>}
-      {server && (
+      {server && badge && (
         <div className="nbento-server-info">
           <div>
-            <span className={`nbento-state nbento-state-${server.state}`}>{server.state}</span>{' '}
+            <span className={`nbento-state nbento-state-${badge.state}`}>{badge.text}</span>{' '}
             <a className="nbento-server-url" href={server.url} target="_blank" rel="noreferrer">
               {server.url}
             </a>{' '}
@@ -149,20 +258,23 @@ export function ServerSection(props: {
           </div>
           <div className="nbento-muted">
             PID {server.pid} · started by {server.started_by === 'kernel' ? 'the kernel' : 'this panel'} · service{' '}
-            {server.service ?? '?'} · generation {server.generation ?? '-'}
+            {server.service ?? '?'}
           </div>
           <div className="nbento-muted nbento-last-reload">
-            last reload {when(server.loaded_at)}
-            {server.last_reload_ms !== null ? ` (${Math.round(server.last_reload_ms)} ms)` : ''}
+            generation {server.generation ?? '-'} · {reloaded ? 'reloaded' : 'loaded'} at {when(server.loaded_at)}
+            {server.last_reload_ms !== null ? ` in ${Math.round(server.last_reload_ms)} ms` : ''}
           </div>
-          {server.reload_error && <div className="nbento-error nbento-reload-error">{server.reload_error}</div>}
+          {running && server.error && <ServerError panel={panel} error={server.error} />}
+          {running && !server.error && !saving && server.last_save?.ok && (
+            <div className="nbento-muted nbento-reload-outcome">{server.last_save.text}</div>
+          )}
           {server.metrics && (
-            <div className="nbento-muted">
-              {server.metrics.requests} requests · {server.metrics.errors} errors · p95{' '}
-              {server.metrics.p95_ms ?? '-'} ms
+            <div className="nbento-muted nbento-server-totals">
+              since start: {server.metrics.requests} requests · {server.metrics.errors} errors · p95{' '}
+              {withUnit(server.metrics.p95_ms, 'ms')}
             </div>
           )}
-          {server.state === 'exited' && server.log_tail.length > 0 && (
+          {server.state === 'stopped' && server.log_tail.length > 0 && (
             <pre className="nbento-source">{server.log_tail.join('\n')}</pre>
           )}
         </div>
@@ -179,7 +291,7 @@ export function TryItSection(props: { server: IServerInfo | null }): JSX.Element
   const [answer, setAnswer] = useState<ICallAnswer | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [sending, setSending] = useState(false);
-  const ready = server && server.state !== 'exited' && server.state !== 'starting';
+  const ready = server && server.state !== 'stopped' && server.state !== 'starting';
   const serverKey = ready ? `${server!.id}:${server!.generation}` : '';
   useEffect(() => {
     if (!ready) {
@@ -262,13 +374,40 @@ export function TryItSection(props: { server: IServerInfo | null }): JSX.Element
   );
 }
 
+function batcherText(b: IBatcher): string {
+  const parts = [
+    `max batch ${b.max_batch_size ?? '-'} rows`,
+    `max latency ${b.max_latency_ms ?? '-'} ms`
+  ];
+  if (b.workers !== null) {
+    parts.push(`${b.workers} worker${b.workers === 1 ? '' : 's'}`);
+  }
+  return `${b.name}: ${parts.join(' · ')}`;
+}
+
 export function BatchingSection(props: { server: IServerInfo | null }): JSX.Element {
-  const history = props.server?.history ?? [];
-  if (!props.server || props.server.state === 'exited') {
+  const server = props.server as IServerState | null;
+  if (!server || server.state === 'stopped') {
     return <div className="nbento-muted">Charts appear while the server runs.</div>;
   }
+  const history = server.history ?? [];
+  const last = history.length ? history[history.length - 1] : null;
+  const seconds = history.reduce((n, p) => n + (p.interval_s ?? 0), 0);
+  const total = history.reduce((n, p) => n + p.requests, 0);
   return (
     <div className="nbento-batching">
+      <div className="nbento-live">
+        {last ? (
+          <>
+            last {Math.round(last.interval_s)} s: p50 <b className="nbento-live-p50">{withUnit(last.p50_ms, 'ms')}</b> · p95{' '}
+            <b className="nbento-live-p95">{withUnit(last.p95_ms, 'ms')}</b> ·{' '}
+            <b className="nbento-live-rps">{withUnit(last.requests_per_s, 'req/s')}</b> ·{' '}
+            <b className="nbento-live-batch">{withUnit(last.mean_batch_size, 'rows/batch')}</b>
+          </>
+        ) : (
+          <span className="nbento-muted">waiting for two scrapes of /metrics</span>
+        )}
+      </div>
       <LineChart
         className="nbento-chart-latency"
         title="latency"
@@ -280,6 +419,19 @@ export function BatchingSection(props: { server: IServerInfo | null }): JSX.Elem
         ]}
       />
       <LineChart
+        className="nbento-chart-rate"
+        title="throughput"
+        unit="req/s"
+        windowSeconds={CHART_WINDOW_S}
+        series={[
+          {
+            label: 'requests/s',
+            color: 'var(--jp-info-color1, var(--jp-brand-color2))',
+            points: history.map(p => ({ t: p.t, v: p.requests ? p.requests_per_s : null }))
+          }
+        ]}
+      />
+      <LineChart
         className="nbento-chart-batch"
         title="batch size"
         unit="rows"
@@ -288,8 +440,21 @@ export function BatchingSection(props: { server: IServerInfo | null }): JSX.Elem
           { label: 'mean rows/batch', color: 'var(--jp-success-color1)', points: history.map(p => ({ t: p.t, v: p.mean_batch_size })) }
         ]}
       />
-      <div className="nbento-muted">
-        {history.length ? `${history.reduce((n, p) => n + p.requests, 0)} requests in the last ${Math.round(CHART_WINDOW_S / 60)} min` : 'waiting for the first scrape'}
+      {server.small_batch_reason && (
+        <div className="nbento-batch-reason">Small batches: {server.small_batch_reason}.</div>
+      )}
+      <div className="nbento-muted nbento-batch-settings">
+        {server.batching.length
+          ? server.batching.map(b => <div key={b.name}>{batcherText(b)}</div>)
+          : 'no batchable model method or API: every call runs on its own'}
+      </div>
+      <div className="nbento-muted nbento-chart-note">
+        Each point is one interval between two scrapes of the server's /metrics (not a total since
+        start). Latency is measured in the server, from request to response; the network and the
+        Jupyter proxy are not included.
+      </div>
+      <div className="nbento-muted nbento-chart-total">
+        {history.length ? `${total} requests in the last ${Math.round(seconds)} s` : 'no interval yet'}
       </div>
     </div>
   );

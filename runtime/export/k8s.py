@@ -20,7 +20,6 @@ from typing import Any
 
 import yaml
 
-from runtime.atomic import atomic_write_text
 from runtime.errors import BuildError
 from runtime.export.bento_store import Bento, Resources
 from runtime.export.dockerfile import BENTO_HOME, PORT, UID, serve_command
@@ -42,6 +41,7 @@ from runtime.export.k8s_options import (
     millicores,
 )
 from runtime.export.k8s_yatai import render_yatai
+from runtime.export.written import write_files
 from runtime.settings import ServerConfig, resolve_settings
 
 Doc = dict[str, Any]
@@ -449,7 +449,8 @@ def write_manifests(
     `bento` may be a Bento, its tag or its folder; `options` may be a folder (the output),
     and keyword arguments override `K8sOptions` fields, so the panel can call
     `write_manifests(bento, out_dir, split_runners=True)`. Files of the same names are
-    replaced; other files in the folder are left alone."""
+    replaced, files an earlier export wrote there and this layout lacks are removed
+    (`runtime.export.written`); other files in the folder are left alone."""
     from dataclasses import fields, replace
 
     from runtime.export.bento_store import get_bento
@@ -468,11 +469,4 @@ def write_manifests(
         options = replace(options, **{k: v for k, v in overrides.items() if v is not None})
     out = Path(options.out) if options.out else Path(f"k8s-{dns_name(bento.name)}")
     files = render_manifests(bento, options)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for filename, docs in files.items():
-        path = out / filename
-        # a manifest linked out of the folder (deployment.yaml -> ~/.bashrc) is refused
-        atomic_write_text(path, dump_documents(docs), root=out)
-        written.append(path)
-    return written
+    return write_files(out, {name: dump_documents(docs) for name, docs in files.items()}).written

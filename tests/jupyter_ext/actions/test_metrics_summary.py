@@ -9,8 +9,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from jupyter_ext.actions.metrics_summary import (
     MetricsHistory,
+    batching_settings,
     bucket_quantile,
     parse_metrics,
+    small_batch_reason,
     totals,
 )
 
@@ -42,8 +44,17 @@ def test_window_points_follow_recent_traffic_and_skip_probes() -> None:
         requests.labels("readyz", "503").inc()
     size.labels("clf", "predict").observe(4)
     history = MetricsHistory()
+    # traffic before the first scrape is the baseline, never a "since start" point
+    assert history.add(parse_metrics(generate_latest(reg).decode(), at=98.0)) is None
+    for _ in range(10):
+        latency.labels("classify").observe(0.005)
+        requests.labels("classify", "200").inc()
+    size.labels("clf", "predict").observe(4)
     first = history.add(parse_metrics(generate_latest(reg).decode(), at=100.0))
+    assert first is not None
     assert first["requests"] == 10 and first["errors"] == 0
+    assert first["requests_per_s"] == 5.0  # 10 requests in the 2 s interval
+    assert first["mean_latency_ms"] == pytest.approx(5.0)
     assert first["p95_ms"] is not None and first["p95_ms"] <= 10.0
     assert first["mean_batch_size"] == 4.0
 
@@ -53,10 +64,42 @@ def test_window_points_follow_recent_traffic_and_skip_probes() -> None:
     size.labels("clf", "predict").observe(16)
     snap = parse_metrics(generate_latest(reg).decode(), at=102.0)
     second = history.add(snap)
+    assert second is not None
     assert second["requests"] == 10 and second["errors"] == 10
     assert 100.0 < second["p50_ms"] <= 1000.0
     assert second["mean_batch_size"] == 16.0
-    assert totals(snap)["requests"] == 20 and totals(snap)["mean_batch_size"] == 10.0
+    assert totals(snap)["requests"] == 30 and totals(snap)["mean_batch_size"] == 8.0
+    # a second panel scraping 0.1 s later adds no point of its own
+    assert history.add(parse_metrics(generate_latest(reg).decode(), at=102.1)) is None
 
     history.add(parse_metrics(generate_latest(reg).decode(), at=102.0 + 400))
     assert [p["t"] for p in history.points] == [502.0]  # older than 5 minutes: dropped
+
+
+SETTINGS = {
+    "runners": {"support_classifier": {
+        "workers": 2, "methods": {"predict_proba": {"enabled": True, "max_batch_size": 32,
+                                                    "max_latency_ms": 10.0}}}},
+    "apis": {},
+}
+
+
+def test_batching_settings_name_each_batcher() -> None:
+    assert batching_settings(SETTINGS) == [{"name": "support_classifier.predict_proba",
+                                            "max_batch_size": 32, "max_latency_ms": 10.0,
+                                            "workers": 2}]
+    assert batching_settings(None) == []
+
+
+def test_small_batches_get_a_one_line_reason() -> None:
+    batchers = batching_settings(SETTINGS)
+    one_client = {"mean_batch_size": 1.0, "requests_per_s": 50.0, "mean_latency_ms": 4.0,
+                  "queue_depth": 0.0}
+    assert "one client" in (small_batch_reason(one_client, batchers) or "")
+    idle = dict(one_client, requests_per_s=400.0, mean_latency_ms=8.0)  # ~3 in flight
+    assert "workers idle" in (small_batch_reason(idle, batchers) or "")
+    full = dict(idle, mean_batch_size=24.0)
+    assert small_batch_reason(full, batchers) is None
+    single = [dict(batchers[0], max_batch_size=1)]
+    assert "max_batch_size is 1" in (small_batch_reason(full, single) or "")
+    assert small_batch_reason(None, batchers) is None

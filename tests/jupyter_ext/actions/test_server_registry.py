@@ -152,7 +152,7 @@ def test_nbento_serve_in_a_kernel_attaches_to_the_panels_server(tmp_path: Path) 
         assert panels.list() == [started] and shout(started.url) == "HI"
         assert "stopped the server" in session.run(3)  # %nbento stop from the kernel
         assert not started.running()
-        assert started.describe()["state"] == "exited"
+        assert started.describe()["state"] == "stopped"
     finally:
         session.close()
         panels.stop_all()

@@ -239,6 +239,7 @@ def test_server_start_call_metrics_reload_and_stop(lab: LabServer, model_tag: st
         assert bad["body"]["error"]["type"] == "validation_error"
         assert bad["body"]["error"]["field"] == "texts"
 
+        time.sleep(1.2)  # chart points are intervals between scrapes at least 1 s apart
         status = call(lab, "GET", f"nbento/servers/{server['id']}").json()
         assert status["metrics"]["requests"] >= 2
         assert status["metrics"]["errors"] == 0  # readiness probes and the 422 are not 5xx API errors
@@ -253,18 +254,37 @@ def test_server_start_call_metrics_reload_and_stop(lab: LabServer, model_tag: st
         api_cell["source"] = "%%nbento api classify\ndef classify(texts: list[str]) -> dict:\n    return {'labels': undefined_name_here(texts)}\nraise RuntimeError('boom at import')\n"
         nb_path.write_text(json.dumps(nb))
         try:
-            outcome = call(lab, "POST", f"nbento/servers/{server['id']}/reload").json()
+            reload = call(lab, "POST", f"nbento/servers/{server['id']}/reload")
+            assert reload.status_code == 200  # an expected outcome, answered as data
+            outcome = reload.json()
             assert outcome["changed"] is True and outcome["ok"] is False
-            assert "boom at import" in outcome["error"]
+            assert "boom at import" in outcome["error"]["message"]
+            # pointed at the notebook cell and its line (the magic line is line 1), once
+            assert outcome["error"]["cell_id"] == "tickets-06"
+            assert outcome["error"]["line"] == 4
+            assert outcome["error"]["text"].startswith("notebook cell 7 (api classify) line 4:")
+            assert "service.py" not in outcome["error"]["text"]
             after = call(lab, "GET", f"nbento/servers/{server['id']}").json()
             assert after["state"] == "reload-failed"
-            assert "did not load" in after["reload_error"]
+            assert after["error"] == outcome["server"]["error"]
+            assert f"generation {server['generation']}" in after["reload_error"]
             still = call(lab, "POST", f"nbento/servers/{server['id']}/call/classify", body).json()
             assert still["status"] == 200
+
+            # a syntax error never reaches the server: still one answer with the cell and line
+            api_cell["source"] = "%%nbento api classify\ndef classify(texts: list[str]) -> dict:\n    return {'labels': texts\n"
+            nb_path.write_text(json.dumps(nb))
+            reload = call(lab, "POST", f"nbento/servers/{server['id']}/reload")
+            assert reload.status_code == 200, reload.text
+            syntax = reload.json()
+            assert syntax["ok"] is False and syntax["server"]["state"] == "reload-failed"
+            assert syntax["error"]["cell_id"] == "tickets-06" and syntax["error"]["line"] == 3
         finally:
             nb_path.write_text(original)
         fixed = call(lab, "POST", f"nbento/servers/{server['id']}/reload").json()
         assert fixed["ok"] is True
+        assert fixed["server"]["state"] == "running" and fixed["server"]["error"] is None
+        assert fixed["server"]["last_save"]["text"].startswith("saved: reloaded in")
     finally:
         stopped = call(lab, "DELETE", f"nbento/servers/{server['id']}")
     assert stopped.status_code == 200 and stopped.json()["stopped"] == server["id"]
