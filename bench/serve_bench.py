@@ -79,6 +79,7 @@ SETTINGS = (
     Setting("25:32", "25 ms/32", True, 25, 32),
 )
 BENTOML_DEFAULT = Setting("default", "defaults (60 s/100)", True, 60000, 100)
+NBENTO_DEFAULT = Setting("default", "defaults (no config)", True, 10, 32)
 
 
 # ----------------------------------------------------------------------------- environment
@@ -86,8 +87,11 @@ BENTOML_DEFAULT = Setting("default", "defaults (60 s/100)", True, 60000, 100)
 
 def base_env() -> dict[str, str]:
     env = dict(os.environ)
+    # The scenario folder first, then whatever PYTHONPATH the caller runs with (a worktree's
+    # runtime must win over an installed nbento in the servers too).
+    path = os.pathsep.join(p for p in (str(SCENARIO), env.get("PYTHONPATH", "")) if p)
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=str(SCENARIO), PYTHONUNBUFFERED="1")
+               PYTHONPATH=path, PYTHONUNBUFFERED="1")
     return env
 
 
@@ -230,10 +234,12 @@ class Bench:
 
     def nbento(self, setting: Setting, home: Path) -> Row:
         port = free_port()
-        config = nbento_config(setting, WORK / f"nbento-{setting.key.replace(':', '-')}.yaml")
         nbento_bin = Path(sys.executable).with_name("nbento")
         argv = [str(nbento_bin) if nbento_bin.exists() else "nbento", "serve",
-                str(SCENARIO / "nbento_service.py"), "--port", str(port), "--config", str(config)]
+                str(SCENARIO / "nbento_service.py"), "--port", str(port)]
+        if setting.key != "default":  # nbento's defaults: no config file at all
+            config = nbento_config(setting, WORK / f"nbento-{setting.key.replace(':', '-')}.yaml")
+            argv += ["--config", str(config)]
         server = Server(f"nbento {setting.label}", argv, port, SCENARIO,
                         {**base_env(), "NBENTO_HOME": str(home)},
                         WORK / "logs" / f"nbento-{setting.key.replace(':', '-')}.log")
@@ -477,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         home = WORK / "nbento-home"
         try:
             save_nbento_models(home, log)
-            for setting in SETTINGS:
+            for setting in (NBENTO_DEFAULT, *SETTINGS):
                 if setting.key in settings_wanted:
                     log(f"nbento {setting.label}")
                     rows.append(bench.nbento(setting, home))

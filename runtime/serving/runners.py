@@ -133,8 +133,9 @@ class Runner:
             "workers": self.workers.capacity,
             "threads": getattr(self.workers, "threads", None),
             "isolation": "process" if isinstance(self.workers, ProcessWorkers) else "thread",
+            # Worker processes started to replace dead ones (no pids: status may be public).
             **(
-                {"pids": self.workers.pids, "replaced": self.workers.replaced}
+                {"replaced": self.workers.replaced}
                 if isinstance(self.workers, ProcessWorkers)
                 else {}
             ),
