@@ -10,6 +10,8 @@ import resource
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -60,6 +62,8 @@ class Server:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     seen: dict[int, psutil.Process] = field(default_factory=dict)
+    ready_path: str = "/readyz"  # LitServe answers /health
+    route: str = "/classify"
 
     @property
     def base(self) -> str:
@@ -82,13 +86,13 @@ class Server:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise BenchError(f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}")
-            # /readyz first (all three servers have it), so no request hits a loading server.
-            status, text = http("GET", f"{self.base}/readyz", timeout=10)
+            # /readyz (or the server's health route) first, so no request hits a loading server.
+            status, text = http("GET", f"{self.base}{self.ready_path}", timeout=10)
             failure = _load_error(text) if status == 503 else None
             if failure:  # the server says its models failed to load: waiting will not help
                 raise BenchError(f"{self.name} failed to load its models: {failure[:300]}")
             if status == 200:
-                status, text = http("POST", f"{self.base}/classify", probe, timeout=30)
+                status, text = http("POST", f"{self.base}{self.route}", probe, timeout=30)
                 if status == 200:
                     return time.monotonic() - start
             last = f"{status} {text[:200]}"
@@ -117,6 +121,16 @@ class Server:
             except psutil.NoSuchProcess:
                 pass
         return out
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the whole tree now (each process's RSS, summed)."""
+        total = 0
+        for p in self.tree():
+            try:
+                total += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total
 
     def main_thread_cpu(self) -> float:
         """CPU seconds of the server process's main thread (the event loop for uvicorn-based
@@ -177,6 +191,44 @@ def _load_error(readyz_body: str) -> str | None:
         return None
     error = body.get("error") if isinstance(body, dict) else None
     return str(error) if error else None
+
+
+class PeakRss:
+    """Samples a server tree's summed RSS every `interval` s in a thread until stopped; the
+    peak is what the tree needed at once (models, batches in flight, queues)."""
+
+    def __init__(self, server: Server, interval: float = 0.25) -> None:
+        self.server = server
+        self.interval = interval
+        self.peak = server.rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self.server.rss_bytes())
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(5)
+        return max(self.peak, self.server.rss_bytes())
+
+
+class Burner:
+    """A CPU burner taking about one core (a busy loop in its own process group) for the
+    `--burner` run: how each server copes when something else wants a core."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                     start_new_session=True, stdin=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=10)
 
 
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
