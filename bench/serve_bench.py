@@ -42,7 +42,7 @@ sys.path.insert(0, str(SCENARIO))
 from harness import (  # noqa: E402
     BenchError,
     Burner,
-    PeakRss,
+    PeakMemory,
     Server,
     cpu_delta,
     free_port,
@@ -137,11 +137,11 @@ class Bench:
         `single_process`: the server's own main thread runs its event loop (not a supervisor),
         so its CPU is the HTTP layer's share."""
         url = f"{server.base}{server.route}"
-        peak: PeakRss | None = None
+        peak: PeakMemory | None = None
         try:
             try:
                 server.start()
-                peak = PeakRss(server)
+                peak = PeakMemory(server)
                 took = server.wait_ready(PROBE)
             except BenchError as exc:
                 # One more start: a start-up failure is reported in the row's notes, not hidden.
@@ -185,7 +185,8 @@ class Bench:
             row.error = str(exc)
         finally:
             if peak is not None:
-                row.peak_rss_mib = peak.stop() / 2**20
+                rss, pss = peak.stop()
+                row.peak_rss_mib, row.peak_pss_mib = rss / 2**20, pss / 2**20
             server.stop()
         self.log(f"  -> {row}")
         return row

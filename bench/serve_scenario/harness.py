@@ -122,15 +122,19 @@ class Server:
                 pass
         return out
 
-    def rss_bytes(self) -> int:
-        """Resident memory of the whole tree now (each process's RSS, summed)."""
-        total = 0
+    def memory_bytes(self) -> tuple[int, int]:
+        """(RSS, PSS) of the whole tree now, each summed over its processes. RSS counts a page
+        shared by two processes (a library's code, a forked parent's memory) twice; PSS splits
+        it between them, so its sum is what the tree really holds."""
+        rss = pss = 0
         for p in self.tree():
             try:
-                total += p.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
-        return total
+                info = p.memory_full_info()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+        return rss, pss
 
     def main_thread_cpu(self) -> float:
         """CPU seconds of the server process's main thread (the event loop for uvicorn-based
@@ -193,26 +197,32 @@ def _load_error(readyz_body: str) -> str | None:
     return str(error) if error else None
 
 
-class PeakRss:
-    """Samples a server tree's summed RSS every `interval` s in a thread until stopped; the
-    peak is what the tree needed at once (models, batches in flight, queues)."""
+class PeakMemory:
+    """Samples a server tree's summed RSS and PSS every `interval` s in a thread until stopped;
+    the peaks are what the tree needed at once (models, batches in flight, queues)."""
 
-    def __init__(self, server: Server, interval: float = 0.25) -> None:
+    def __init__(self, server: Server, interval: float = 0.5) -> None:
         self.server = server
         self.interval = interval
-        self.peak = server.rss_bytes()
+        self.rss, self.pss = server.memory_bytes()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _sample(self) -> None:
+        rss, pss = self.server.memory_bytes()
+        self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, self.server.rss_bytes())
+            self._sample()
 
-    def stop(self) -> int:
+    def stop(self) -> tuple[int, int]:
+        """(peak RSS, peak PSS) in bytes."""
         self._stop.set()
         self._thread.join(5)
-        return max(self.peak, self.server.rss_bytes())
+        self._sample()
+        return self.rss, self.pss
 
 
 class Burner:

@@ -72,8 +72,9 @@ FastAPI" divides by plain FastAPI (per-request calls) of this run. Mean batch = 
 dispatched batch of the embedder over the measured window. Server CPU cores = CPU seconds of
 the server's process tree / wall time; CPU ms per OK = those seconds per OK request (in-process
 rows: per item); other CPU cores = everything else on the machine meanwhile (other people's
-work and the burner, minus wrk): the noise indicator. Peak RSS = the server tree's summed RSS,
-sampled every 0.25 s from start to stop. Start s = process start to the first 200 answer.
+work and the burner, minus wrk): the noise indicator. Peak RSS / PSS = the server tree's summed
+RSS / PSS, sampled every 0.5 s from start to stop (RSS counts pages shared between processes,
+such as torch's libraries, once per process; PSS splits them). Start s = process start to the first 200 answer.
 load1 = 1-minute load average at the start of each measured run. Peers run as shipped,
 unpatched."""
 

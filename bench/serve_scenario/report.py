@@ -30,7 +30,8 @@ class Row:
     cpu_cores: float | None = None
     cpu_ms_per_ok: float | None = None  # server CPU per OK request (in-process rows: per item)
     other_cores: float | None = None  # CPU used by everything else on the machine meanwhile
-    peak_rss_mib: float | None = None  # the server's whole process tree, sampled
+    peak_rss_mib: float | None = None  # the server's whole process tree, summed RSS, sampled
+    peak_pss_mib: float | None = None  # the same, PSS (shared pages counted once)
     start_s: float | None = None      # start to first 200 answer
     load1: float | None = None
     error: str | None = None
@@ -50,8 +51,8 @@ def table(rows: list[Row], refs: dict[str, float | None]) -> str:
     names = list(refs)
     head = ("| server | batching | OK req/s | " + " | ".join(f"vs {n}" for n in names)
             + " | p50 ms | p95 ms | p99 ms | non-2xx | socket err | mean batch | server CPU cores "
-            "| CPU ms per OK | other CPU cores | peak RSS MiB | start s | load1 |")
-    lines = [head, "|" + "---|" * (15 + len(names))]
+            "| CPU ms per OK | other CPU cores | peak RSS MiB | peak PSS MiB | start s | load1 |")
+    lines = [head, "|" + "---|" * (16 + len(names))]
     for r in rows:
         ratios = " | ".join(
             f"{r.ok_rps / ref:.2f}x" if r.ok_rps is not None and ref else "—" for ref in refs.values()
@@ -66,7 +67,7 @@ def table(rows: list[Row], refs: dict[str, float | None]) -> str:
             f"| {r.server} | {r.setting} | {ok} | {ratios} | {_f(r.p50)} | {_f(r.p95)} | {_f(r.p99)} "
             f"| {non2xx} | {_f(r.socket_errors)} | {_f(r.mean_batch)} | {_f(r.cpu_cores, 2)} "
             f"| {_f(r.cpu_ms_per_ok, 2)} | {_f(r.other_cores, 2)} | {_f(r.peak_rss_mib, 0)} "
-            f"| {_f(r.start_s)} | {_f(r.load1, 2)} |"
+            f"| {_f(r.peak_pss_mib, 0)} | {_f(r.start_s)} | {_f(r.load1, 2)} |"
         )
     notes = [f"- {r.server} {r.setting}: {note}" for r in rows for note in r.notes]
     if notes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import signal
 import struct
 import sys
 import threading
@@ -91,6 +92,11 @@ def worker_main(argv: list[str]) -> int:
     """Child side: load the model, then answer framed calls until stdin closes."""
     tag, threads = argv[0], int(argv[1])
     calls = int(argv[2]) if len(argv) > 2 else 1
+    # The server decides when a worker stops (it closes stdin after draining its calls): a
+    # Ctrl-C or a SIGTERM sent to the whole process group must not kill the worker under the
+    # calls the server is still finishing. A dead server closes the pipe, which ends the loop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # The protocol owns the real stdout; anything the model prints goes to stderr instead.
     answers = _Answers(os.fdopen(os.dup(1), "wb"))
     os.dup2(2, 1)

@@ -129,7 +129,11 @@ def _hammer(url: str, stop: threading.Event, log: list[tuple[float, int, float, 
 def test_killed_worker_processes_fail_fast_with_503_and_are_replaced(tmp_path: Path) -> None:
     store.save_model("reporter", ThreadReporter(), signatures=SIGNATURES)
     write_service(tmp_path / "svc", SLOW_SERVICE)
+    began = time.monotonic()
     with running_server(tmp_path / "svc" / "service.py", timeout=120) as server:
+        # Replacements load the model again: 10 s, or three first loads on a machine so busy
+        # that one load takes longer (seen here at a load average of 8-12: 58 s per load).
+        recovery = max(10.0, 3 * (time.monotonic() - began))
         workers = psutil.Process(server.pid).children()
         assert len(workers) == available_cores(), [w.cmdline() for w in workers]
         stop = threading.Event()
@@ -142,8 +146,8 @@ def test_killed_worker_processes_fail_fast_with_503_and_are_replaced(tmp_path: P
             killed_at = time.monotonic()
             for worker in workers:
                 os.kill(worker.pid, signal.SIGKILL)
-            # Back to 200s within 10 s: the replacements loaded the model.
-            deadline = killed_at + 10.0
+            # Back to 200s once the replacements loaded the model.
+            deadline = killed_at + recovery
             while time.monotonic() < deadline:
                 if any(b > killed_at + 0.2 and s == 200 for b, s, _, _ in log[-8:]):
                     break
@@ -161,7 +165,7 @@ def test_killed_worker_processes_fail_fast_with_503_and_are_replaced(tmp_path: P
         assert max(e[2] for e in log) < 5.0, "a call waited on a dead worker instead of failing"
         recovered = [e for e in after if e[1] == 200 and e[0] > failed[-1][0]]
         assert recovered, f"no 200 after the kill; server log:\n{server.log()[-3000:]}"
-        assert recovered[0][0] + recovered[0][2] - killed_at < 10.0, server.log()[-3000:]
+        assert recovered[0][0] + recovered[0][2] - killed_at < recovery, server.log()[-3000:]
         fresh = psutil.Process(server.pid).children()
         assert len(fresh) == len(workers)
         assert not {w.pid for w in fresh} & {w.pid for w in workers}
