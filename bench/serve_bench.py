@@ -77,6 +77,9 @@ SETTINGS = (
     Setting("5:16", "5 ms/16", True, 5, 16),
     Setting("10:32", "10 ms/32", True, 10, 32),
     Setting("25:32", "25 ms/32", True, 25, 32),
+    # The layout decision in the same run: 10 ms/32 with the embedder in two worker threads of
+    # the server process (one torch thread each) instead of the default worker processes.
+    Setting("threads", "10 ms/32, embedder in threads", True, 10, 32),
 )
 BENTOML_DEFAULT = Setting("default", "defaults (60 s/100)", True, 60000, 100)
 NBENTO_DEFAULT = Setting("default", "defaults (no config)", True, 10, 32)
@@ -116,6 +119,8 @@ def nbento_config(setting: Setting, path: Path) -> Path:
     for name in ("embedder", "classifier"):
         lines.append(f"  {name}:")
         lines.append(f"    batching: {json.dumps(batching)}")
+        if setting.key == "threads" and name == "embedder":
+            lines.append("    isolation: thread")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -306,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burner", action="store_true", help="keep a CPU burner on about one core during the run")
     parser.add_argument("--rows", default="limit,ceiling,fastapi,nbento,litserve,bentoml,light",
                         help="comma list of rows to run (litserve and bentoml also need --peers)")
-    parser.add_argument("--settings", default="default,off,5:16,10:32,25:32",
+    parser.add_argument("--settings", default="default,off,5:16,10:32,25:32,threads",
                         help="nbento/BentoML batching settings to run (default: each server's defaults)")
     parser.add_argument("--record", action="store_true", help="write the tables into bench/RESULTS.md")
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
@@ -398,7 +403,7 @@ def run_rows(bench: Bench, wanted: set[str], settings_wanted: set[str],
         rows.append(bench.litserve(peer_pythons["litserve"]))
     if "bentoml" in peer_pythons and "bentoml" in wanted:
         for setting in (*SETTINGS, BENTOML_DEFAULT):
-            if setting.key in settings_wanted:
+            if setting.key in settings_wanted and setting.key != "threads":  # nbento's own
                 log(f"BentoML {setting.label}")
                 rows.append(bench.bentoml(setting, peer_pythons["bentoml"]))
     if any(r.server not in IN_PROCESS for r in rows):
