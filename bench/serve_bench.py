@@ -261,8 +261,9 @@ class Bench:
 
 
 def runner_workers(base: str) -> dict[str, int]:
-    """Worker count per runner, from nbento's /readyz body (`runners.NAME.workers`)."""
-    status, text = http("GET", f"{base}/readyz")
+    """Worker count per runner, from nbento's `/_nbento/status` (`runners.NAME.workers`; a
+    server without --dev trims /readyz to `loaded` only)."""
+    status, text = http("GET", f"{base}/_nbento/status")
     try:
         runners = json.loads(text).get("runners", {}) if status == 200 else {}
         return {name: int(info.get("workers") or 1) for name, info in runners.items()}
