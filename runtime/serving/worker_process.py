@@ -150,4 +150,8 @@ def worker_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(worker_main(sys.argv[1:]))
+    status = worker_main(sys.argv[1:])
+    # Every answer is written and flushed; skipping the interpreter's teardown (torch and
+    # tokenizers take a second or more) lets a server stop well within its grace period.
+    sys.stderr.flush()
+    os._exit(status)

@@ -181,3 +181,22 @@ def test_default_layout_answers_over_http_like_the_model(tmp_path: Path) -> None
         assert r.status_code == 200 and np.allclose(r.json(), [3.0, -4.0])
         status = httpx.get(f"{server.url}/_nbento/status").json()["runners"]["reporter"]
         assert (status["isolation"], status["threads"]) == ("process", 1)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_group_drains_instead_of_replacing_workers(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal (or `kill -TERM -PGID`) reaches the workers too: they leave the
+    stopping to the server, which drains and exits 0 without restarting anything."""
+    store.save_model("reporter", ThreadReporter(), signatures=SIGNATURES)
+    write_service(tmp_path / "svc", SLOW_SERVICE)
+    with running_server(tmp_path / "svc" / "service.py", timeout=120) as server:
+        workers = psutil.Process(server.pid).children()
+        assert workers
+        assert httpx.post(f"{server.url}/slow", json={"xs": [1.0]}, timeout=30).status_code == 200
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGTERM)
+        time.sleep(0.5)
+        assert all(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+        assert server.stop(signal.SIGTERM, timeout=60) == 0
+        assert "exited (code" not in server.log(), server.log()[-2000:]
+        assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
