@@ -200,3 +200,26 @@ def test_sigterm_to_the_whole_group_drains_instead_of_replacing_workers(tmp_path
         assert server.stop(signal.SIGTERM, timeout=60) == 0
         assert "exited (code" not in server.log(), server.log()[-2000:]
         assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+
+@pytest.mark.slow
+def test_a_code_reload_keeps_the_worker_processes_and_their_loaded_model(tmp_path: Path) -> None:
+    store.save_model("reporter", ThreadReporter(), signatures=SIGNATURES)
+    service = write_service(tmp_path / "svc", SLOW_SERVICE)
+    with running_server(service, "--reload", timeout=120) as server:
+        before = {w.pid for w in psutil.Process(server.pid).children(recursive=True)
+                  if "runtime.serving.worker_process" in " ".join(w.cmdline())}
+        assert len(before) == available_cores()
+        service.write_text(SLOW_SERVICE.replace("return await", "return [-x for x in await")
+                           .replace("async_run(xs)", "async_run(xs)]"))
+        deadline = time.monotonic() + 60
+        answer: Any = None
+        while time.monotonic() < deadline:
+            answer = httpx.post(f"{server.url}/slow", json={"xs": [1.0]}, timeout=30).json()
+            if answer == [-2.0]:
+                break
+            time.sleep(0.2)
+        assert answer == [-2.0], server.log()[-2000:]
+        after = {w.pid for w in psutil.Process(server.pid).children(recursive=True)
+                 if "runtime.serving.worker_process" in " ".join(w.cmdline())}
+        assert after == before
