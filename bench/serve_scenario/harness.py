@@ -10,6 +10,8 @@ import resource
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -60,6 +62,8 @@ class Server:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     seen: dict[int, psutil.Process] = field(default_factory=dict)
+    ready_path: str = "/readyz"  # LitServe answers /health
+    route: str = "/classify"
 
     @property
     def base(self) -> str:
@@ -82,13 +86,13 @@ class Server:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise BenchError(f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}")
-            # /readyz first (all three servers have it), so no request hits a loading server.
-            status, text = http("GET", f"{self.base}/readyz", timeout=10)
+            # /readyz (or the server's health route) first, so no request hits a loading server.
+            status, text = http("GET", f"{self.base}{self.ready_path}", timeout=10)
             failure = _load_error(text) if status == 503 else None
             if failure:  # the server says its models failed to load: waiting will not help
                 raise BenchError(f"{self.name} failed to load its models: {failure[:300]}")
             if status == 200:
-                status, text = http("POST", f"{self.base}/classify", probe, timeout=30)
+                status, text = http("POST", f"{self.base}{self.route}", probe, timeout=30)
                 if status == 200:
                     return time.monotonic() - start
             last = f"{status} {text[:200]}"
@@ -117,6 +121,20 @@ class Server:
             except psutil.NoSuchProcess:
                 pass
         return out
+
+    def memory_bytes(self) -> tuple[int, int]:
+        """(RSS, PSS) of the whole tree now, each summed over its processes. RSS counts a page
+        shared by two processes (a library's code, a forked parent's memory) twice; PSS splits
+        it between them, so its sum is what the tree really holds."""
+        rss = pss = 0
+        for p in self.tree():
+            try:
+                info = p.memory_full_info()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+        return rss, pss
 
     def main_thread_cpu(self) -> float:
         """CPU seconds of the server process's main thread (the event loop for uvicorn-based
@@ -177,6 +195,50 @@ def _load_error(readyz_body: str) -> str | None:
         return None
     error = body.get("error") if isinstance(body, dict) else None
     return str(error) if error else None
+
+
+class PeakMemory:
+    """Samples a server tree's summed RSS and PSS every `interval` s in a thread until stopped;
+    the peaks are what the tree needed at once (models, batches in flight, queues)."""
+
+    def __init__(self, server: Server, interval: float = 0.5) -> None:
+        self.server = server
+        self.interval = interval
+        self.rss, self.pss = server.memory_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        rss, pss = self.server.memory_bytes()
+        self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def stop(self) -> tuple[int, int]:
+        """(peak RSS, peak PSS) in bytes."""
+        self._stop.set()
+        self._thread.join(5)
+        self._sample()
+        return self.rss, self.pss
+
+
+class Burner:
+    """A CPU burner taking about one core (a busy loop in its own process group) for the
+    `--burner` run: how each server copes when something else wants a core."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                     start_new_session=True, stdin=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=10)
 
 
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from scenario_models import fit_classifier, load_embedder
+from scenario_models import fit_classifier, fit_light, load_embedder
 
 from runtime import save_model
 
@@ -24,6 +24,9 @@ def main() -> None:
         ),
         "classifier": save_model(
             "bench_ticket_clf", clf, signatures={"predict_proba": {"batchable": True, "batch_dim": 0}}
+        ),
+        "light": save_model(
+            "bench_light", fit_light(), signatures={"predict_proba": {"batchable": True}}
         ),
     }
     print(

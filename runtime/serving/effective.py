@@ -16,6 +16,7 @@ from typing import Any
 from runtime.service.definition import ApiSpec, Service
 from runtime.service.handles import ModelHandle
 from runtime.serving.runners import worker_counts
+from runtime.serving.workers import resolve_isolation
 from runtime.settings import ServerConfig
 
 
@@ -24,10 +25,9 @@ def api_code(spec: ApiSpec) -> dict[str, Any]:
     return {"max_batch_size": spec.max_batch_size, "max_latency_ms": spec.max_latency_ms}
 
 
-def batchable_methods(handle: ModelHandle, models: Mapping[str, Any] | None = None) -> list[str]:
-    """The batchable signatures of the model behind `handle` (`models`: runner name -> a
-    loaded model ref, else the store is asked). A model the store lacks has none here; the
-    runner reports that error when it loads."""
+def _model_of(handle: ModelHandle, models: Mapping[str, Any] | None) -> Any:
+    """The model ref behind `handle` (`models`: runner name -> a loaded model ref, else the
+    store is asked); None when the store lacks it (the runner reports that when it loads)."""
     from runtime.errors import NbentoError
     from runtime.store.model_store import get
 
@@ -36,7 +36,16 @@ def batchable_methods(handle: ModelHandle, models: Mapping[str, Any] | None = No
         try:
             model = get(handle.tag)
         except NbentoError:
-            return []
+            return None
+    return model
+
+
+def batchable_methods(handle: ModelHandle, models: Mapping[str, Any] | None = None) -> list[str]:
+    """The batchable signatures of the model behind `handle`; none for a model the store
+    lacks."""
+    model = _model_of(handle, models)
+    if model is None:
+        return []
     return sorted(m for m, sig in model.info.signatures.items() if sig.batchable)
 
 
@@ -52,10 +61,14 @@ def effective_settings(
     for name, handle in sorted(service.runners.items()):
         runner = config.runner(name)
         workers, threads = worker_counts(runner)
+        model = _model_of(handle, models)
         runners[name] = {
             "workers": workers,
             "threads": threads,
-            "isolation": runner.isolation,
+            # `auto` resolved for this model, as the runner will run it.
+            "isolation": resolve_isolation(
+                runner.isolation, model.info.serializer if model is not None else None
+            ),
             "max_concurrency": runner.max_concurrency,
             "batching": runner.method_batching(None, handle.batching).model_dump(),
             "methods": {

@@ -27,6 +27,7 @@ from runtime.serving.workers import (
     Workers,
     available_cores,
     refuse_undeclared,
+    resolve_isolation,
 )
 from runtime.settings import BatchingConfig, RunnerConfig, ServerConfig
 
@@ -59,12 +60,15 @@ def worker_counts(config: RunnerConfig) -> tuple[int, int]:
 
 
 def choose_workers(model_ref: Any, config: RunnerConfig) -> Workers:
-    """Thread or process workers for a model; see docs/batching.md for the measurements."""
+    """Thread or process workers for a model (`isolation: auto`: processes for torch-backed
+    models, see `resolve_isolation`); docs/batching.md has the measurements."""
     # Threads of all workers add up to the cores: oversubscribed torch threads stall at every
     # intra-op barrier (docs/batching.md has the numbers).
     workers, threads = worker_counts(config)
-    if config.isolation == "process":
-        return ProcessWorkers(str(model_ref.tag), workers=workers, threads=threads)
+    if resolve_isolation(config.isolation, model_ref.info.serializer) == "process":
+        return ProcessWorkers(
+            str(model_ref.tag), workers=workers, threads=threads, calls=config.max_concurrency
+        )
     return ThreadWorkers(model_ref, workers=workers, threads=threads, calls=config.max_concurrency)
 
 
@@ -127,7 +131,14 @@ class Runner:
             "load_seconds": self.load_seconds,
             "queue_depth": self.queue_depth,
             "workers": self.workers.capacity,
+            "threads": getattr(self.workers, "threads", None),
             "isolation": "process" if isinstance(self.workers, ProcessWorkers) else "thread",
+            # Worker processes started to replace dead ones (no pids: status may be public).
+            **(
+                {"replaced": self.workers.replaced}
+                if isinstance(self.workers, ProcessWorkers)
+                else {}
+            ),
             "batchers": self._batchers.stats(),
             "settings": self.effective_batching(),
         }

@@ -2,13 +2,16 @@
 
 - `ThreadWorkers`: the model lives in the server process; `workers` threads call it. Cheap
   (no copies), fine for GIL-releasing compute (torch, BLAS) and for any argument type.
-- `ProcessWorkers`: `workers` child processes (`python -m runtime.serving.workers TAG`) each load the
+- `ProcessWorkers`: `workers` child processes (`runtime.serving.worker_process`) each load the
   model and serve calls over their stdin/stdout pipes in the `runtime.serving.wire` format (msgpack,
   no pickle; arrays, frames, tensors, sparse matrices and model outputs keep their types, so a
-  model answers as it does in a thread). Model compute then never competes with HTTP parsing for the GIL, and each child
-  gets its own torch threads (`threads`, default: the cores divided by the workers).
+  model answers as it does in a thread). Model compute then never competes with HTTP parsing for
+  the GIL, and each child gets its own torch threads (`threads`, default: the cores divided by
+  the workers). A child that dies fails its open calls at once (`WorkerDied`, 503) and is
+  replaced in the background.
 
-docs/batching.md records which one serves faster here and why the default is what it is.
+`resolve_isolation` picks one for `isolation: auto` (the default); docs/batching.md records the
+measurements behind that choice.
 """
 
 from __future__ import annotations
@@ -16,18 +19,29 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
 import os
-import signal
-import struct
-import subprocess
 import sys
 import threading
 import time
-import traceback
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
-from runtime.errors import RemoteCallError, SignatureError, UndeclaredMethod, WorkerError
+from runtime.errors import RemoteCallError, UndeclaredMethod, WorkerDied, WorkerError
 from runtime.serving import wire
+from runtime.serving.worker_process import (
+    HEADER,
+    READY_ID,
+    declared_method,
+    set_torch_threads,
+)
+
+__all__ = [
+    "ProcessWorkers", "RemoteCallError", "ThreadWorkers", "WorkerDied", "WorkerError", "Workers",
+    "available_cores", "declared_method", "refuse_undeclared", "resolve_isolation",
+    "set_torch_threads",
+]
+
+log = logging.getLogger("nbento.workers")
 
 _LOAD_LOCK = threading.Lock()
 
@@ -41,15 +55,6 @@ class Workers(Protocol):
     async def run(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
 
     async def aclose(self, timeout: float) -> None: ...
-
-
-def declared_method(obj: Any, signatures: Any, method: str, tag: object) -> Any:
-    """`obj`'s bound method `method`, only if the model declares it as a signature: a runner
-    never calls a name from a request or a pipe that the model did not declare."""
-    if method not in signatures:
-        known = ", ".join(sorted(signatures)) or "(none)"
-        raise SignatureError(f"model '{tag}' has no signature {method!r}; declared: {known}")
-    return getattr(obj, method)
 
 
 def refuse_undeclared(signatures: Any, method: str, tag: object, runner: str) -> None:
@@ -69,11 +74,22 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def set_torch_threads(threads: int | None) -> None:
-    """Match torch's intra-op threads to the cores this worker owns (only if torch is in use:
-    importing it just to set threads would cost a second of start-up)."""
-    if threads and "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
+TORCH_SERIALIZERS = frozenset({"torch", "transformers", "sentence-transformers"})
+"""Serializers whose models compute with torch: `isolation: auto` gives them worker processes."""
+
+
+def resolve_isolation(isolation: str, serializer: str | None) -> str:
+    """`thread` or `process` for a runner: `auto` means processes for torch-backed models (their
+    Python-level work, tokenizers and module dispatch, no longer shares the server's GIL with
+    HTTP; docs/batching.md has the measurements) and threads for everything else (cheap models
+    gain nothing from a process, and threads take any argument type).
+
+    >>> resolve_isolation("auto", "sentence-transformers"), resolve_isolation("auto", "sklearn")
+    ('process', 'thread')
+    """
+    if isolation != "auto":
+        return isolation
+    return "process" if serializer in TORCH_SERIALIZERS else "thread"
 
 
 class ThreadWorkers:
@@ -124,207 +140,203 @@ class ThreadWorkers:
             self._pool = None
 
 
-class _Child:
-    """One worker process and its pipes. `call` blocks (run it in a thread)."""
 
-    def __init__(self, tag: str, threads: int) -> None:
+class _Child:
+    """One worker process: its pipes, its open calls by id, and a task reading its answers."""
+
+    def __init__(self, tag: str, threads: int, calls: int) -> None:
+        self.tag = tag
+        self.threads = threads
+        self.calls = calls
+        self.proc: asyncio.subprocess.Process | None = None
+        self.alive = False
+        self.exit_code: int | None = None
+        self.open: dict[int, asyncio.Future[Any]] = {}
+        self._next_id = READY_ID
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc is not None else -1
+
+    async def spawn(self, on_exit: Any) -> float:
+        """Start the process and wait until its model is loaded; its load time in seconds."""
         env = dict(os.environ)
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[var] = str(threads)
+            env[var] = str(self.threads)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self.tag = tag
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime.serving.workers", tag, str(threads)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "runtime.serving.worker_process",
+            self.tag, str(self.threads), str(self.calls),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
         )
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self._out: IO[bytes] = self.proc.stdin
-        self._in: IO[bytes] = self.proc.stdout
-
-    def wait_ready(self) -> float:
-        reply = self._read()
+        try:
+            _, reply = await self._read_frame()
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            code = await self.proc.wait()
+            raise WorkerError(
+                f"worker process {self.pid} for {self.tag} exited (code {code}) while loading the "
+                f"model; its log is above in the server output"
+            ) from exc
         if "err" in reply:
-            self.proc.wait(timeout=10)
+            await self.proc.wait()
             raise WorkerError(
                 f"worker process for {self.tag} could not load the model: "
                 f"{reply['err']['type']}: {reply['err']['message']}"
             )
+        self.alive = True
+        self._reader = asyncio.create_task(self._read_answers(on_exit))
         return float(reply["ready"])
 
-    def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        payload = wire.encode({"m": method, "a": list(args), "k": kwargs})
+    async def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        assert self.proc is not None and self.proc.stdin is not None
+        body = wire.encode({"m": method, "a": list(args), "k": kwargs})  # WireError: the caller's
+        self._next_id += 1
+        call_id = self._next_id
+        answer = asyncio.get_running_loop().create_future()
+        self.open[call_id] = answer
         try:
-            self._out.write(struct.pack(">I", len(payload)) + payload)
-            self._out.flush()
-        except (BrokenPipeError, OSError) as exc:
-            raise self._died() from exc
-        reply = self._read()
+            self.proc.stdin.write(HEADER.pack(len(body), call_id) + body)
+            await self.proc.stdin.drain()
+        except (ConnectionError, RuntimeError):
+            pass  # the pipe is closed: the reader fails this call with the exit code
+        try:
+            reply = await answer
+        finally:
+            self.open.pop(call_id, None)
         if "err" in reply:
             err = reply["err"]
             raise RemoteCallError(f"{err['type']}: {err['message']}", err["type"], err["trace"])
         return reply["ok"]
 
-    def _read(self) -> Any:
-        header = _read_exact(self._in, 4)
-        if header is None:
-            raise self._died()
-        body = _read_exact(self._in, struct.unpack(">I", header)[0])
-        if body is None:
-            raise self._died()
-        return wire.decode(body)
+    async def _read_frame(self) -> tuple[int, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        size, call_id = HEADER.unpack(await self.proc.stdout.readexactly(HEADER.size))
+        return call_id, wire.decode(await self.proc.stdout.readexactly(size))
 
-    def _died(self) -> WorkerError:
-        try:  # its pipe closed, so it is exiting; give it a moment to report its exit code
-            code: int | None = self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            code = None
-        return WorkerError(
-            f"worker process {self.proc.pid} for {self.tag} exited (code {code}); its log is "
-            f"above in the server output"
-        )
-
-    def stop(self, timeout: float) -> None:
+    async def _read_answers(self, on_exit: Any) -> None:
+        assert self.proc is not None
         try:
-            self._out.close()  # EOF: the child finishes its call and exits
-        except OSError:
+            while True:
+                call_id, reply = await self._read_frame()
+                answer = self.open.get(call_id)
+                if answer is not None and not answer.done():
+                    answer.set_result(reply)
+        except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        self.alive = False
+        self.exit_code = await self.proc.wait()
+        on_exit(self)
+
+    def fail_open_calls(self, error: BaseException) -> None:
+        for answer in self.open.values():
+            if not answer.done():
+                answer.set_exception(error)
+        self.open.clear()
+
+    async def stop(self, timeout: float) -> None:
+        """Close stdin (the child finishes its calls and exits); kill it past `timeout`."""
+        if self.proc is None:
+            return
+        self.alive = False
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
         try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except asyncio.TimeoutError:
             self.proc.kill()
-            self.proc.wait(timeout=5)
+            await self.proc.wait()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
 
 
 class ProcessWorkers:
-    """`workers` child processes, each with the model loaded; a batch goes to an idle one."""
+    """`workers` child processes, each with the model loaded; a call goes to the child with the
+    fewest open calls. A child that dies fails its open calls at once with `WorkerDied` (503 with
+    `Retry-After`) and a fresh one is started in the background; while none is alive, calls get
+    `WorkerDied` immediately instead of waiting."""
 
-    def __init__(self, tag: str, *, workers: int = 1, threads: int | None = None) -> None:
+    def __init__(
+        self, tag: str, *, workers: int = 1, threads: int | None = None, calls: int = 1
+    ) -> None:
         self.tag = tag
         self.capacity = workers
         self.threads = threads or max(1, available_cores() // workers)
+        self.calls = calls
         self.load_seconds: float | None = None
+        self.replaced = 0
         self._children: list[_Child] = []
-        self._idle: asyncio.Queue[_Child] = asyncio.Queue()
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix=f"nbento-pipe-{tag}"
-        )
+        self._restarts: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     async def start(self) -> None:
         began = time.perf_counter()
-        children = [_Child(self.tag, self.threads) for _ in range(self.capacity)]
-        self._children = children
+        self._children = [_Child(self.tag, self.threads, self.calls) for _ in range(self.capacity)]
         results = await asyncio.gather(
-            *(asyncio.to_thread(child.wait_ready) for child in children), return_exceptions=True
+            *(child.spawn(self._exited) for child in self._children), return_exceptions=True
         )
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
-            await asyncio.to_thread(self._stop_all, 5.0)
+            await self.aclose(5.0)
             raise failures[0]
-        for child in children:
-            self._idle.put_nowait(child)
         self.load_seconds = time.perf_counter() - began
 
     async def run(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        child = await self._idle.get()
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._pool, child.call, method, args, kwargs)
-        except WorkerError:
-            child = await self._replace(child)
-            raise
-        finally:
-            self._idle.put_nowait(child)
+        alive = [child for child in self._children if child.alive]
+        if not alive:
+            raise WorkerDied(
+                f"no worker process of {self.tag} is running: the last one died and a "
+                f"replacement is loading the model; retry after {self._retry_after():.0f} s",
+                self._retry_after(),
+            )
+        child = min(alive, key=lambda c: len(c.open))
+        return await child.call(method, args, kwargs)
 
-    async def _replace(self, dead: _Child) -> _Child:
-        """Start a fresh child for a dead one, so one crash does not shrink the runner."""
-        fresh = _Child(self.tag, self.threads)
-        try:
-            await asyncio.to_thread(fresh.wait_ready)
-        except WorkerError:
-            return dead  # the next call reports the failure again
-        self._children = [fresh if c is dead else c for c in self._children]
-        return fresh
+    def _retry_after(self) -> float:
+        return max(1.0, self.load_seconds or 1.0)
+
+    def _exited(self, child: _Child) -> None:
+        """A child's answer stream ended: fail its open calls now, replace it unless closing."""
+        if self._closing:
+            child.fail_open_calls(WorkerDied(f"runner for {self.tag} is shutting down", 1.0))
+            return
+        message = (
+            f"worker process {child.pid} for {self.tag} exited (code {child.exit_code}) while "
+            f"computing this call; a replacement is starting, retry after "
+            f"{self._retry_after():.0f} s (the worker's log is in the server output)"
+        )
+        log.warning("%s", message)
+        child.fail_open_calls(WorkerDied(message, self._retry_after()))
+        task = asyncio.get_running_loop().create_task(self._replace(child))
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
+
+    async def _replace(self, dead: _Child) -> None:
+        delay = 0.5
+        while not self._closing:
+            fresh = _Child(self.tag, self.threads, self.calls)
+            try:
+                await fresh.spawn(self._exited)
+            except (WorkerError, OSError) as exc:
+                log.error("could not replace a worker process of %s: %s", self.tag, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if self._closing:
+                await fresh.stop(5.0)
+                return
+            self._children = [fresh if c is dead else c for c in self._children]
+            self.replaced += 1
+            log.info("worker process %d replaces %d for %s", fresh.pid, dead.pid, self.tag)
+            return
 
     async def aclose(self, timeout: float) -> None:
-        await asyncio.to_thread(self._stop_all, timeout)
-        self._pool.shutdown(wait=False)
-
-    def _stop_all(self, timeout: float) -> None:
-        for child in self._children:
-            child.stop(timeout)
+        self._closing = True
+        for task in list(self._restarts):
+            task.cancel()
+        await asyncio.gather(*self._restarts, return_exceptions=True)
+        await asyncio.gather(*(child.stop(timeout) for child in self._children))
 
     @property
     def pids(self) -> list[int]:
-        return [child.proc.pid for child in self._children]
-
-
-def _read_exact(stream: IO[bytes], size: int) -> bytes | None:
-    chunks: list[bytes] = []
-    while size:
-        chunk = stream.read(size)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _write_frame(stream: IO[bytes], value: Any) -> None:
-    try:
-        payload = wire.encode(value)
-    except wire.WireError as exc:
-        payload = wire.encode({"err": _error_body(exc)})
-    stream.write(struct.pack(">I", len(payload)) + payload)
-    stream.flush()
-
-
-def _error_body(exc: BaseException) -> dict[str, str]:
-    return {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "trace": "".join(traceback.format_exception(exc)),
-    }
-
-
-def worker_main(argv: list[str]) -> int:
-    """Child side: load the model, then answer framed calls until stdin closes."""
-    tag, threads = argv[0], int(argv[1])
-    # Ctrl-C in a terminal signals the whole process group; the server then drains and closes
-    # our stdin, so a worker must not die of the SIGINT meant for the server.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The protocol owns the real stdout; anything the model prints goes to stderr instead.
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    inp = os.fdopen(os.dup(0), "rb")
-    began = time.perf_counter()
-    try:
-        from runtime.store.model_store import get
-
-        model = get(tag)
-        obj = model.load()
-        set_torch_threads(threads)
-    except Exception as exc:
-        _write_frame(out, {"err": _error_body(exc)})
-        return 1
-    _write_frame(out, {"ready": time.perf_counter() - began})
-    while True:
-        header = _read_exact(inp, 4)
-        if header is None:
-            return 0
-        body = _read_exact(inp, struct.unpack(">I", header)[0])
-        if body is None:
-            return 0
-        try:
-            request = wire.decode(body)
-            bound = declared_method(obj, model.info.signatures, request["m"], model.tag)
-            result = bound(*request["a"], **request["k"])
-            reply: dict[str, Any] = {"ok": result}
-        except Exception as exc:
-            reply = {"err": _error_body(exc)}
-        _write_frame(out, reply)
-
-
-if __name__ == "__main__":
-    sys.exit(worker_main(sys.argv[1:]))
+        return [child.pid for child in self._children if child.alive]

@@ -30,25 +30,48 @@ def test_section_created_then_replaced_keeping_other_sections(tmp_path: Path) ->
     assert "## Batcher\n\nb\n" in text
 
 
-def _nbento(ok_rps: float, non2xx: int = 0, p95: float = 120.0) -> Row:
-    return Row("nbento", "10 ms/32", ok_rps=ok_rps, p50=50.0, p95=p95, p99=p95,
-               non2xx=non2xx, socket_errors=0)
+REFS = {"LitServe": 400.0, "limit": 560.0}
+LIGHT_REFS = {"LitServe": 900.0, "FastAPI": 1000.0}
+
+
+def _nbento(ok_rps: float, non2xx: int = 0, p95: float = 120.0, rss: float = 800.0,
+            start: float = 4.0) -> Row:
+    return Row("nbento", "defaults (no config)", ok_rps=ok_rps, p50=50.0, p95=p95, p99=p95,
+               non2xx=non2xx, socket_errors=0, peak_rss_mib=rss, start_s=start)
+
+
+def _light(ok_rps: float) -> Row:
+    return Row("nbento", "defaults (no config)", "light", ok_rps=ok_rps, non2xx=0, socket_errors=0)
 
 
 @pytest.mark.parametrize(
     ("row", "verdict"),
     [
-        (_nbento(400.0), "MET"),
-        (_nbento(390.0), "MISSED"),  # 78% of 500
-        (_nbento(450.0, non2xx=1), "MISSED"),
-        (_nbento(450.0, p95=300.0), "MISSED"),
+        (_nbento(480.0), "MET"),
+        (_nbento(470.0), "MISSED"),  # 1.175x LitServe but 0.84x the limit
+        (_nbento(455.0, p95=200.0), "MISSED"),  # 1.1375x LitServe
+        (_nbento(480.0, non2xx=1), "MISSED"),
+        (_nbento(480.0, p95=221.0), "MISSED"),
+        (_nbento(480.0, rss=901.0), "MISSED"),
+        (_nbento(480.0, start=6.5), "MISSED"),
     ],
 )
 def test_target_verdict(row: Row, verdict: str) -> None:
-    assert f"**Target (nbento at 10 ms/32): {verdict}.**" in target_verdict([row], {"32": 500.0})
+    text = target_verdict([row], REFS, LIGHT_REFS)
+    assert f"**Target (MiniLM, nbento at its defaults): {verdict}.**" in text
 
 
-def test_failed_row_is_not_measured_and_table_shows_the_reason() -> None:
-    row = Row("nbento", "10 ms/32", error="server exited with 1")
-    assert "not measured" in target_verdict([row], {"32": 500.0})
-    assert "failed: server exited with 1" in table([row], {"32": 500.0})
+@pytest.mark.parametrize(("ok", "verdict"), [(900.0, "MET"), (899.0, "MISSED")])
+def test_light_verdict_needs_litserve_and_four_fifths_of_fastapi(ok: float, verdict: str) -> None:
+    assert f"**Target (light, TF-IDF + LogisticRegression): {verdict}.**" in target_verdict(
+        [_light(ok)], REFS, LIGHT_REFS
+    )
+    assert "MISSED" in target_verdict([_light(900.0)], REFS, {"LitServe": 800.0, "FastAPI": 1200.0})
+
+
+def test_failed_row_is_not_measured_and_table_shows_the_reason_and_ratios() -> None:
+    row = Row("nbento", "defaults (no config)", error="server exited with 1")
+    assert "not measured" in target_verdict([row], REFS, LIGHT_REFS)
+    assert "failed: server exited with 1" in table([row], REFS)
+    text = table([_nbento(480.0)], REFS)
+    assert "| vs LitServe | vs limit |" in text and "| 1.20x | 0.86x |" in text

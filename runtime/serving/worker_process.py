@@ -1,0 +1,157 @@
+"""The worker process of `isolation: process` (`python -m runtime.serving.worker_process TAG
+THREADS CALLS`): load one model, then answer framed calls on stdin/stdout until stdin closes.
+
+A frame is a header `>II` (body length, call id) and a body in the `runtime.serving.wire` format
+(msgpack, never pickle). Calls carry ids so that a worker may run `CALLS` of them at once (a model
+that allows it) and answer out of order; the parent (`workers.ProcessWorkers`) matches answers
+to callers by id and fails every call still open when the process dies.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import struct
+import sys
+import threading
+import time
+import traceback
+from typing import IO, Any
+
+from runtime.errors import SignatureError
+from runtime.serving import wire
+
+HEADER = struct.Struct(">II")
+"""(body length, call id) before every frame body, in both directions."""
+
+READY_ID = 0
+"""The id of the worker's first frame: `{"ready": load_seconds}` or `{"err": ...}`."""
+
+
+def declared_method(obj: Any, signatures: Any, method: str, tag: object) -> Any:
+    """`obj`'s bound method `method`, only if the model declares it as a signature: a runner
+    never calls a name from a request or a pipe that the model did not declare."""
+    if method not in signatures:
+        known = ", ".join(sorted(signatures)) or "(none)"
+        raise SignatureError(f"model '{tag}' has no signature {method!r}; declared: {known}")
+    return getattr(obj, method)
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """Match torch's intra-op threads to the cores this worker owns (only if torch is in use:
+    importing it just to set threads would cost a second of start-up)."""
+    if threads and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def frame(call_id: int, value: Any) -> bytes:
+    """One frame: header and wire body. A value that cannot cross the wire becomes an error
+    answer for that call instead of breaking the stream."""
+    try:
+        body = wire.encode(value)
+    except wire.WireError as exc:
+        body = wire.encode({"err": error_body(exc)})
+    return HEADER.pack(len(body), call_id) + body
+
+
+def error_body(exc: BaseException) -> dict[str, str]:
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "trace": "".join(traceback.format_exception(exc)),
+    }
+
+
+def _read_exact(stream: IO[bytes], size: int) -> bytes | None:
+    chunks: list[bytes] = []
+    while size:
+        chunk = stream.read(size)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+class _Answers:
+    """The worker's stdout: whole frames only, from any compute thread."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def send(self, call_id: int, value: Any) -> None:
+        data = frame(call_id, value)
+        with self._lock:
+            self._out.write(data)
+            self._out.flush()
+
+
+def worker_main(argv: list[str]) -> int:
+    """Child side: load the model, then answer framed calls until stdin closes."""
+    tag, threads = argv[0], int(argv[1])
+    calls = int(argv[2]) if len(argv) > 2 else 1
+    # The server decides when a worker stops (it closes stdin after draining its calls): a
+    # Ctrl-C or a SIGTERM sent to the whole process group must not kill the worker under the
+    # calls the server is still finishing. A dead server closes the pipe, which ends the loop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The protocol owns the real stdout; anything the model prints goes to stderr instead.
+    answers = _Answers(os.fdopen(os.dup(1), "wb"))
+    os.dup2(2, 1)
+    inp = os.fdopen(os.dup(0), "rb")
+    began = time.perf_counter()
+    try:
+        from runtime.store.model_store import get
+
+        model = get(tag)
+        obj = model.load()
+        set_torch_threads(threads)
+    except Exception as exc:
+        answers.send(READY_ID, {"err": error_body(exc)})
+        return 1
+    answers.send(READY_ID, {"ready": time.perf_counter() - began})
+
+    def answer(call_id: int, body: bytes) -> None:
+        try:
+            request = wire.decode(body)
+            bound = declared_method(obj, model.info.signatures, request["m"], model.tag)
+            reply: dict[str, Any] = {"ok": bound(*request["a"], **request["k"])}
+        except Exception as exc:
+            reply = {"err": error_body(exc)}
+        answers.send(call_id, reply)
+
+    # More than one call at once only when the runner allows it (`max_concurrency`); torch
+    # keeps its thread count per OS thread, so each compute thread sets it.
+    pool = (
+        concurrent.futures.ThreadPoolExecutor(
+            calls, initializer=set_torch_threads, initargs=(threads,)
+        )
+        if calls > 1
+        else None
+    )
+    try:
+        while True:
+            header = _read_exact(inp, HEADER.size)
+            if header is None:
+                return 0
+            size, call_id = HEADER.unpack(header)
+            body = _read_exact(inp, size)
+            if body is None:
+                return 0
+            if pool is None:
+                answer(call_id, body)
+            else:
+                pool.submit(answer, call_id, body)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+if __name__ == "__main__":
+    status = worker_main(sys.argv[1:])
+    # Every answer is written and flushed; skipping the interpreter's teardown (torch and
+    # tokenizers take a second or more) lets a server stop well within its grace period.
+    sys.stderr.flush()
+    os._exit(status)
