@@ -1,6 +1,6 @@
 /**
  * Captured cells carry a mark in the notebook itself: the CSS class `nbento-captured` (and
- * `nbento-captured-KIND`) on the cell, and a small label `model: clf` in its top-right corner.
+ * `nbento-captured-KIND`) on the cell, and a small label `model: clf` at the bottom right of its input.
  * Updated when cells are added or removed, when a cell's source changes (a `%%nbento` line) and
  * when its metadata changes (the panel's tag buttons, a `nbento:` tag).
  */
@@ -11,6 +11,7 @@ import { badgeText, cellMark, KINDS } from './cells';
 const CAPTURED = 'nbento-captured';
 const BADGE = 'nbento-cell-badge';
 const DEBOUNCE_MS = 150;
+const SWEEP_MS = 2000;
 
 function markCell(cell: Cell): void {
   const mark = cellMark(cell.model);
@@ -19,15 +20,24 @@ function markCell(cell: Cell): void {
   for (const kind of KINDS) {
     node.classList.toggle(`${CAPTURED}-${kind}`, mark?.kind === kind);
   }
-  let badge = node.querySelector(`:scope > .${BADGE}`) as HTMLElement | null;
+  // bottom right of the input: the top right is the active cell's toolbar
+  // (a cell not rendered yet has no input area: its badge moves there once it has one)
+  const host = cell.inputArea?.node ?? node;
+  let badge: HTMLElement | null = null;
+  node.querySelectorAll(`.${BADGE}`).forEach(found => {
+    if (found.parentElement === host && mark && !badge) {
+      badge = found as HTMLElement;
+    } else {
+      found.remove();
+    }
+  });
   if (!mark) {
-    badge?.remove();
     return;
   }
   if (!badge) {
     badge = document.createElement('div');
     badge.className = BADGE;
-    node.appendChild(badge);
+    host.appendChild(badge);
   }
   const text = badgeText(mark);
   if (badge.textContent !== text) {
@@ -68,6 +78,9 @@ export function trackBadges(panel: NotebookPanel): void {
     panel.content.model?.cells.changed.connect(watchCells);
     watchCells();
   };
+  // cells rendered later (a long notebook renders what is in view) get theirs on the next tick
+  const sweep = window.setInterval(update, SWEEP_MS);
+  panel.disposed.connect(() => window.clearInterval(sweep));
   panel.content.modelChanged.connect(onModel);
   panel.content.modelContentChanged.connect(update);
   void panel.context.ready.then(onModel);

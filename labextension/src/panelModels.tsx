@@ -41,10 +41,12 @@ export function ModelsSection(props: {
         <div key={m.tag} className="nbento-model" data-tag={m.tag}>
           <div className="nbento-model-head" title={m.tag}>
             <b className="nbento-model-name">{m.name}</b>
-            <span className="nbento-muted nbento-model-version">:{m.version}</span>
             <button className="nbento-link nbento-model-delete" title="delete this version" onClick={() => remove(m.tag)}>
               ✕
             </button>
+          </div>
+          <div className="nbento-muted nbento-model-version" title={m.tag}>
+            version {m.version}
           </div>
           <div className="nbento-muted">
             {m.framework?.name} {m.framework?.version ?? ''} · {m.serializer} · {formatBytes(m.size_bytes)}
