@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,7 @@ def test_docs_open_through_the_jupyter_server_with_the_network_blocked(
     classify = docs.locator(".opblock-post").filter(has_text="/classify")
     expect(classify).to_be_visible()
     expect(docs.locator(".opblock-post").filter(has_text="/ticket_length")).to_be_visible()
+    docs.screenshot(path=str(artifacts / "docs-through-jupyter.png"))
     # "Try it out" posts through the proxy too (Jupyter's XSRF check passes)
     classify.locator(".opblock-summary").click()
     classify.get_by_role("button", name="Try it out").click()
@@ -193,7 +195,6 @@ def test_docs_open_through_the_jupyter_server_with_the_network_blocked(
     classify.get_by_role("button", name="Execute").click()
     expect(classify.locator(".live-responses-table tr.response td.response-col_status")).to_have_text("200")
     expect(classify.locator(".live-responses-table")).to_contain_text("shipping")
-    docs.screenshot(path=str(artifacts / "docs-through-jupyter.png"))
     docs.close()
     assert all(urlsplit(u).hostname != "127.0.0.1" for u in page.blocked)
 
@@ -241,6 +242,33 @@ def test_stop_the_server(page: Any) -> None:
 
     panel(page).locator(".nbento-server-stop").click()
     expect(panel(page).locator(".nbento-server")).to_contain_text("No server for this notebook")
+
+
+@pytest.mark.parametrize("example", ["support_tickets.ipynb", "support_tickets_minilm.ipynb"])
+def test_the_examples_open_without_an_unsaved_mark(page: Any, lab: LabServer, example: str) -> None:
+    """Opened and its kernel started, an example is as JupyterLab would save it: no change to
+    save, so no dirty dot on its tab."""
+    from playwright.sync_api import expect
+
+    fresh = f"fresh_{example}"
+    shutil.copy(EXAMPLES / example, lab.root / fresh)
+    page.goto(f"{lab.base}/lab/workspaces/look-{Path(example).stem}/tree/{fresh}?reset&token={lab.token}")
+    page.wait_for_selector("#jupyterlab-splash", state="detached")
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle")
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")
+    expect(tab).to_contain_text(fresh)
+    page.wait_for_timeout(1500)  # kernel info arrives after Idle; a metadata update would show now
+    expect(tab).not_to_have_class(re.compile(r"\bjp-mod-dirty\b"))
+
+
+@pytest.mark.parametrize("example", ["support_tickets.ipynb", "support_tickets_minilm.ipynb"])
+def test_the_examples_are_written_as_jupyter_writes_them(example: str) -> None:
+    text = (EXAMPLES / example).read_text(encoding="utf-8")
+    nb = nbformat.reads(text, as_version=4)
+    assert text == nbformat.writes(nb) + "\n"  # indent 1, sorted keys, trailing newline
+    assert (nb.nbformat, nb.nbformat_minor) == (4, 5)  # cell ids: nothing to add on open
+    assert nb.metadata.kernelspec.display_name == "Python 3 (ipykernel)"
+    assert nb.metadata.language_info.name == "python"
 
 
 def test_no_request_of_the_page_failed_and_nothing_left_the_machine(page: Any) -> None:
