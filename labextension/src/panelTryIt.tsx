@@ -82,7 +82,7 @@ export function TryItSection(props: { server: IServerInfo | null }): JSX.Element
           aria-label="API to call"
           value={api}
           onChange={e => choose(e.currentTarget.value)}
-          options={apis.map(a => ({ label: `POST /${a.name}`, value: a.name }))}
+          options={apis.map(a => ({ label: a.name, value: a.name }))}
         />
         <a
           className="nbento-tryit-docs"
