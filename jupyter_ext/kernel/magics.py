@@ -38,6 +38,7 @@ from jupyter_ext.capture.notebook import (
 )
 from jupyter_ext.kernel.cell_code import assign_last_expression
 from jupyter_ext.kernel.command_args import CommandArgsError, parse_command, split_command
+from jupyter_ext.kernel.durations import human_ms
 from runtime.errors import NbentoError
 from runtime.store.artifacts import human_size
 
@@ -362,8 +363,10 @@ def _status(magics: NbentoMagics, args: list[str]) -> dict[str, Any] | None:
         f"{name} {info.get('tag')} ({'loaded' if info.get('loaded') else 'loading'})"
         for name, info in (status.get("runners") or {}).items()
     ) or "none"
+    took = status.get("last_reload_ms")
+    reload = "no reload since it started" if took is None else f"last reload took {human_ms(took)}"
     print(f"server: {server.url} pid {status.get('pid')}, generation {status.get('generation')}, "
-          f"last reload {status.get('last_reload_ms') or '-'} ms\nrunners: {runners}")
+          f"{reload}\nrunners: {runners}")
     if status.get("last_error"):
         print("last reload failed, still serving the previous version:\n  "
               + magics.describe_error(status["last_error"]), file=sys.stderr)

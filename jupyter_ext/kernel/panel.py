@@ -19,6 +19,7 @@ import ipywidgets as widgets
 from jupyter_ext.actions.dev_servers import api_forms, call_api, plain_reload_error
 from jupyter_ext.actions.export_job import ExportOptions, export_service
 from jupyter_ext.actions.jobs import JobRegistry, default_jobs
+from jupyter_ext.kernel.durations import human_ms
 from runtime.errors import NbentoError
 from runtime.store.artifacts import human_size
 
@@ -38,6 +39,26 @@ class PanelBackend:
 
 def _error(message: str) -> str:
     return f"<span style='color: var(--jp-error-color1, #c62828)'>{html.escape(message)}</span>"
+
+
+def _saved_by(model: str, cell_id: str | None) -> str:
+    """The cell that saved a model, named as the JupyterLab panel names it (kind and name), its
+    id in the tooltip; the widget does not know the notebook's execution counts."""
+    if not cell_id:
+        return "-"
+    return f"<span title='cell id {html.escape(cell_id)}'>model {html.escape(model)}</span>"
+
+
+def reload_text(status: dict[str, Any]) -> str:
+    """`loaded 12:03:04 (reload took 120 ms)`, or what is true before the first reload."""
+    loaded = str(status.get("loaded_at") or "")
+    when = loaded[11:19] if len(loaded) >= 19 and loaded[10] == "T" else loaded
+    took = status.get("last_reload_ms")
+    if not loaded:
+        return "not loaded yet"
+    if took is None:
+        return f"loaded {when}, no reload since the start"
+    return f"loaded {when} (reload took {human_ms(float(took))})"
 
 
 class ModelsSection:
@@ -65,11 +86,12 @@ class ModelsSection:
             sigs = ", ".join(
                 f"{name}{' (batchable)' if sig.batchable else ''}" for name, sig in info.signatures.items()
             )
-            origin = info.provenance.cell_id or "-"
             rows.append(
-                f"<tr><td><b>{html.escape(info.name)}</b>:{html.escape(info.version)}</td>"
+                f"<tr><td style='white-space: nowrap'><b>{html.escape(info.name)}</b>:"
+                f"{html.escape(info.version)}</td>"
                 f"<td>{html.escape(info.framework.name)}</td><td>{html.escape(sigs)}</td>"
-                f"<td>{human_size(info.size_bytes)}</td><td>cell {html.escape(origin)}</td></tr>"
+                f"<td style='white-space: nowrap'>{human_size(info.size_bytes)}</td>"
+                f"<td>{_saved_by(info.name, info.provenance.cell_id)}</td></tr>"
             )
         self.table.value = (
             "<table class='nbento-models'><tr><th>model</th><th>framework</th><th>signatures</th>"
@@ -118,7 +140,7 @@ class ServerSection:
             f"<b>running</b> at <a href='{html.escape(url)}' target='_blank'>{html.escape(url)}</a>"
             f" (<a href='{html.escape(url)}/docs' target='_blank'>/docs</a>)",
             f"PID {status.get('pid', '?')}, generation {status.get('generation', '-')}, "
-            f"last reload {html.escape(str(status.get('loaded_at') or '-'))}",
+            f"{html.escape(reload_text(status))}",
         ]
         if error:
             parts.append(_error(error))
@@ -180,7 +202,7 @@ class TryItSection:
             return None
         shown = html.escape(json.dumps(result["body"], indent=2))
         self.answer.value = (
-            f"HTTP {result['status']} in {result['latency_ms']:.1f} ms<pre>{shown}</pre>"
+            f"HTTP {result['status']} in {human_ms(result['latency_ms'])}<pre>{shown}</pre>"
         )
         return result
 

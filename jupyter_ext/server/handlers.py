@@ -20,6 +20,8 @@ magics use (`runtime.store.model_store`, `jupyter_ext.capture.notebook`, `runtim
     POST   /nbento/servers/ID/call/API     proxy one call (the browser never sees the port)
     POST   /nbento/exports {notebook, ...} start a Bento + Kubernetes export job
     GET    /nbento/jobs/ID                 a job's progress, log and result
+    GET    /nbento/proxy/ID/PATH           a server's /docs and APIs through Jupyter
+    POST   /nbento/proxy/ID/API            (jupyter_ext/server/proxy.py)
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from jupyter_ext.actions.dev_servers import ServerNotFound, api_forms, call_api,
 from jupyter_ext.actions.export_job import ExportOptions, export_notebook
 from jupyter_ext.actions.jobs import default_jobs
 from jupyter_ext.actions.notebook_paths import HiddenNotebook, hidden_part, refuse_hidden
+from jupyter_ext.server.proxy import proxy_routes
 from runtime.errors import ModelNotFound, NbentoError
 
 AUTH_RESOURCE = "nbento"
@@ -349,3 +352,4 @@ def setup_handlers(web_app: Any) -> None:
         (rf"/jobs/{_ID}", JobHandler),
     ]
     web_app.add_handlers(".*$", [(base + pattern, handler) for pattern, handler in routes])
+    web_app.add_handlers(".*$", proxy_routes(web_app.settings["base_url"]))

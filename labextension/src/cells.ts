@@ -4,7 +4,7 @@
  * metadata `nbento = {"kind": ..., "name": ...}` (what the panel writes), or a cell tag
  * `nbento:KIND [NAME]`.
  */
-import { ICellModel } from '@jupyterlab/cells';
+import { ICellModel, ICodeCellModel } from '@jupyterlab/cells';
 
 export const KINDS = ['preprocess', 'model', 'api'] as const;
 export type Kind = (typeof KINDS)[number];
@@ -59,7 +59,7 @@ export function nameProblem(kind: Kind, name: string): string | null {
     return null;
   }
   if (!name) {
-    return `a ${kind} cell needs a name`;
+    return `${kindArticle(kind)} cell needs a name`;
   }
   if (kind === 'api' && !IDENTIFIER.test(name)) {
     return `API name '${name}' must be a Python identifier, like classify`;
@@ -103,4 +103,30 @@ export function untagCell(cell: ICellModel): string | null {
     cell.setMetadata('tags', kept);
   }
   return null;
+}
+
+/** "a model", "an API", "a preprocess": the kind as a sentence names it. */
+export function kindArticle(kind: Kind): string {
+  return kind === 'api' ? 'an API' : `a ${kind}`;
+}
+
+/**
+ * The one way the panel names a cell: its execution count as the notebook shows it, then its
+ * capture mark: `[6] model clf`, `[ ] api classify` before it ran. The cell id goes in a
+ * tooltip (see `cellTooltip`).
+ */
+export function cellName(cell: ICellModel, mark: ICellMark | null = cellMark(cell)): string {
+  const count = cell.type === 'code' ? (cell as ICodeCellModel).executionCount : null;
+  const prompt = `[${count ?? ' '}]`;
+  return mark ? `${prompt} ${mark.kind}${mark.name ? ' ' + mark.name : ''}` : prompt;
+}
+
+export function cellTooltip(cell: ICellModel, index: number, mark: ICellMark | null = cellMark(cell)): string {
+  const via = mark ? ` · marked by ${mark.via}` : '';
+  return `cell id ${cell.id} · cell ${index + 1} of the notebook${via}`;
+}
+
+/** The badge a captured cell carries in the notebook: `model: clf`, `api: classify`, `preprocess`. */
+export function badgeText(mark: ICellMark): string {
+  return mark.name ? `${mark.kind}: ${mark.name}` : mark.kind;
 }

@@ -1,4 +1,7 @@
-/** Plugin wiring: the left-area nbento panel and the command-palette entry that opens it. */
+/**
+ * Plugin wiring: the left-area nbento panel (its own bento icon), the badges on captured cells
+ * in open notebooks, and the command-palette entry that opens the panel.
+ */
 import {
   ILayoutRestorer,
   JupyterFrontEnd,
@@ -6,7 +9,8 @@ import {
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
-import { buildIcon } from '@jupyterlab/ui-components';
+import { trackBadges } from './badges';
+import { nbentoIcon } from './icon';
 import { NbentoPanel } from './panel';
 
 export const PANEL_ID = 'nbento-panel';
@@ -26,9 +30,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ) => {
     const panel = new NbentoPanel(tracker);
     panel.id = PANEL_ID;
-    panel.title.icon = buildIcon;
+    panel.title.icon = nbentoIcon;
     panel.title.caption = 'nbento: serve this notebook';
     app.shell.add(panel, 'left', { rank: 850 });
+    // captured cells carry a badge in every open notebook, panel shown or not
+    tracker.forEach(trackBadges);
+    tracker.widgetAdded.connect((_, notebook) => trackBadges(notebook));
     if (restorer) {
       restorer.add(panel, PANEL_ID);
     }

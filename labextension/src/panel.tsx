@@ -5,9 +5,11 @@
 import React, { useEffect, useState } from 'react';
 import { ReactWidget } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { cellName, cellTooltip } from './cells';
 import { CellsSection } from './panelCells';
 import { ModelsSection } from './panelModels';
-import { BatchingSection, ServerSection, TryItSection, useServer } from './panelServer';
+import { BatchingSection, ServerSection, useServer } from './panelServer';
+import { TryItSection } from './panelTryIt';
 import { ExportSection } from './panelExport';
 
 const REFRESH_MS = 1500; // cell marks change with typing and metadata edits
@@ -45,6 +47,16 @@ function NotebookSections(props: { panel: NotebookPanel; tick: number }): JSX.El
       }
     }
   };
+  const nameOfCell = (cellId: string): { name: string; title: string } | null => {
+    const cells = panel.content.model?.cells;
+    for (let i = 0; cells && i < cells.length; i++) {
+      const cell = cells.get(i);
+      if (cell.id === cellId) {
+        return { name: cellName(cell), title: cellTooltip(cell, i) };
+      }
+    }
+    return null;
+  };
   return (
     <>
       <div className="nbento-notebook-name" title={panel.context.path}>
@@ -54,7 +66,7 @@ function NotebookSections(props: { panel: NotebookPanel; tick: number }): JSX.El
         <CellsSection panel={panel} tick={tick} />
       </Section>
       <Section id="models" title="Models">
-        <ModelsSection tick={Math.floor(tick / 10)} onJumpToCell={jumpToCell} />
+        <ModelsSection tick={Math.floor(tick / 10)} onJumpToCell={jumpToCell} nameOfCell={nameOfCell} />
       </Section>
       <Section id="server" title="Server">
         <ServerSection panel={panel} server={server} setServer={setServer} />

@@ -5,7 +5,7 @@
  */
 import React, { useEffect, useState } from 'react';
 import { NotebookPanel } from '@jupyterlab/notebook';
-import { cellMark, Kind, KINDS, tagCell, untagCell } from './cells';
+import { cellMark, cellName, cellTooltip, Kind, KINDS, tagCell, untagCell } from './cells';
 import { IServiceInfo, requestAPI } from './request';
 
 interface IRow {
@@ -13,6 +13,8 @@ interface IRow {
   kind: Kind;
   name: string | null;
   via: string;
+  label: string;
+  title: string;
   preview: string;
 }
 
@@ -30,7 +32,13 @@ function rowsOf(panel: NotebookPanel): IRow[] {
         .getSource()
         .split('\n')
         .filter(l => l.trim() && !l.startsWith('%%nbento'));
-      rows.push({ index: i, ...mark, preview: (lines[0] ?? '').slice(0, 48) });
+      rows.push({
+        index: i,
+        ...mark,
+        label: cellName(cell, mark),
+        title: `jump to this cell (${cellTooltip(cell, i, mark)})`,
+        preview: (lines[0] ?? '').slice(0, 48)
+      });
     }
   }
   return rows;
@@ -83,7 +91,7 @@ export function CellsSection(props: { panel: NotebookPanel; tick: number }): JSX
       return;
     }
     const problem = tagCell(cell.model, kind, kind === 'preprocess' ? null : name.trim());
-    setMessage(problem ?? `cell ${panel.content.activeCellIndex + 1} is now ${kind}${kind !== 'preprocess' ? ' ' + name.trim() : ''}`);
+    setMessage(problem ?? `now captured: ${cellName(cell.model)}`);
     setLocal(x => x + 1);
   };
   const untag = (): void => {
@@ -92,7 +100,7 @@ export function CellsSection(props: { panel: NotebookPanel; tick: number }): JSX
       return;
     }
     const problem = untagCell(cell.model);
-    setMessage(problem ?? `cell ${panel.content.activeCellIndex + 1} is no longer captured`);
+    setMessage(problem ?? `${cellName(cell.model)} is no longer captured`);
     setLocal(x => x + 1);
   };
 
@@ -111,21 +119,21 @@ export function CellsSection(props: { panel: NotebookPanel; tick: number }): JSX
                 key={r.index}
                 className="nbento-cell-row"
                 data-cell-index={r.index}
-                title={`jump to cell ${r.index + 1} (marked by ${r.via})`}
+                title={r.title}
                 onClick={() => jump(r.index)}
               >
-                <span className="nbento-cell-index">[{r.index + 1}]</span>
-                {r.name && <b className="nbento-cell-name">{r.name}</b>}
+                <span className="nbento-cell-label">{r.label}</span>
                 <span className="nbento-muted"> {r.preview}</span>
               </button>
             ))}
         </div>
       ))}
       <div className="nbento-tagbar">
-        <div className="nbento-muted">
-          Active cell {active ? panel.content.activeCellIndex + 1 : '-'}:{' '}
+        <div className="nbento-muted" title={active ? cellTooltip(active.model, panel.content.activeCellIndex, activeMark) : ''}>
+          Active cell:{' '}
+          {active && <span className="nbento-active-prompt">{cellName(active.model, null)} </span>}
           <span className="nbento-active-mark">
-            {activeMark ? `${activeMark.kind}${activeMark.name ? ' ' + activeMark.name : ''}` : 'not captured'}
+            {activeMark ? `${activeMark.kind}${activeMark.name ? ' ' + activeMark.name : ''}` : active ? 'not captured' : 'none'}
           </span>
         </div>
         <input

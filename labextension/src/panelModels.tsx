@@ -1,20 +1,15 @@
 /** Models section: the store's models (GET /nbento/models), newest first, with delete. */
 import React, { useEffect, useState } from 'react';
+import { formatBytes } from './format';
 import { deleteAPI, IModelInfo, requestAPI } from './request';
 
-function size(bytes: number): string {
-  if (bytes < 1024) {
-    return `${bytes} B`;
-  }
-  if (bytes < 1024 * 1024) {
-    return `${(bytes / 1024).toFixed(1)} KB`;
-  }
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-}
+/** How the panel names a notebook cell (cells.ts `cellName`), or null when it is not open. */
+export type CellNamer = (cellId: string) => { name: string; title: string } | null;
 
 export function ModelsSection(props: {
   tick: number;
   onJumpToCell: (cellId: string) => void;
+  nameOfCell: CellNamer;
 }): JSX.Element {
   const [models, setModels] = useState<IModelInfo[] | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -44,15 +39,17 @@ export function ModelsSection(props: {
       )}
       {models?.map(m => (
         <div key={m.tag} className="nbento-model" data-tag={m.tag}>
-          <div>
+          <div className="nbento-model-head" title={m.tag}>
             <b className="nbento-model-name">{m.name}</b>
-            <span className="nbento-muted">:{m.version}</span>
             <button className="nbento-link nbento-model-delete" title="delete this version" onClick={() => remove(m.tag)}>
               ✕
             </button>
           </div>
+          <div className="nbento-muted nbento-model-version" title={m.tag}>
+            version {m.version}
+          </div>
           <div className="nbento-muted">
-            {m.framework?.name} {m.framework?.version ?? ''} · {m.serializer} · {size(m.size_bytes)}
+            {m.framework?.name} {m.framework?.version ?? ''} · {m.serializer} · {formatBytes(m.size_bytes)}
           </div>
           <div className="nbento-model-signatures">
             {Object.entries(m.signatures).map(([method, sig]) => (
@@ -63,16 +60,36 @@ export function ModelsSection(props: {
             ))}
           </div>
           {m.provenance?.cell_id && (
-            <div className="nbento-muted">
-              saved by{' '}
-              <a href="#" onClick={e => { e.preventDefault(); props.onJumpToCell(m.provenance.cell_id as string); }}>
-                cell {m.provenance.cell_id}
-              </a>
-              {m.provenance.notebook ? ` of ${m.provenance.notebook.split('/').pop()}` : ''}
-            </div>
+            <SavedBy model={m} nameOfCell={props.nameOfCell} onJumpToCell={props.onJumpToCell} />
           )}
         </div>
       ))}
+    </div>
+  );
+}
+
+function SavedBy(props: {
+  model: IModelInfo;
+  nameOfCell: CellNamer;
+  onJumpToCell: (cellId: string) => void;
+}): JSX.Element {
+  const cellId = props.model.provenance.cell_id as string;
+  const notebook = props.model.provenance.notebook?.split('/').pop();
+  const named = props.nameOfCell(cellId);
+  if (!named) {
+    // saved from another notebook (or a cell since deleted): the id is all there is
+    return (
+      <div className="nbento-muted nbento-model-origin" title={`cell id ${cellId}`}>
+        saved by a cell{notebook ? ` of ${notebook}` : ''}
+      </div>
+    );
+  }
+  return (
+    <div className="nbento-muted nbento-model-origin">
+      saved by{' '}
+      <a href="#" title={named.title} onClick={e => { e.preventDefault(); props.onJumpToCell(cellId); }}>
+        {named.name}
+      </a>
     </div>
   );
 }

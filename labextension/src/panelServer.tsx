@@ -1,6 +1,6 @@
 /**
- * Server, Try it and Batching sections: they share one development server (the one started
- * for the active notebook), polled every two seconds while it runs.
+ * Server and Batching sections (Try it is in panelTryIt.tsx): they share one development
+ * server (the one started for the active notebook), polled every two seconds while it runs.
  *
  * The Server section tells the truth about that server: starting, running, reloading, reload
  * failed (still serving generation N) or stopped; a change that did not load is one message in
@@ -10,15 +10,8 @@
 import React, { useEffect, useState } from 'react';
 import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { LineChart, withUnit } from './chart';
-import {
-  deleteAPI,
-  IApiForm,
-  ICallAnswer,
-  IChartPoint,
-  IServerInfo,
-  postJSON,
-  requestAPI
-} from './request';
+import { formatMs } from './format';
+import { deleteAPI, IChartPoint, IServerInfo, postJSON, proxyUrl, requestAPI } from './request';
 
 const POLL_MS = 2000;
 const CHART_WINDOW_S = 300;
@@ -254,7 +247,7 @@ export function ServerSection(props: {
             <a className="nbento-server-url" href={server.url} target="_blank" rel="noreferrer">
               {server.url}
             </a>{' '}
-            · <a href={server.docs_url} target="_blank" rel="noreferrer">/docs</a>
+            · <a className="nbento-server-docs" href={proxyUrl(server.id, 'docs')} target="_blank" rel="noreferrer" title="OpenAPI docs, through the Jupyter server">/docs</a>
           </div>
           <div className="nbento-muted">
             PID {server.pid} · started by {server.started_by === 'kernel' ? 'the kernel' : 'this panel'} · service{' '}
@@ -262,7 +255,7 @@ export function ServerSection(props: {
           </div>
           <div className="nbento-muted nbento-last-reload">
             generation {server.generation ?? '-'} · {reloaded ? 'reloaded' : 'loaded'} at {when(server.loaded_at)}
-            {server.last_reload_ms !== null ? ` in ${Math.round(server.last_reload_ms)} ms` : ''}
+            {server.last_reload_ms !== null ? ` in ${formatMs(server.last_reload_ms)}` : ''}
           </div>
           {running && server.error && <ServerError panel={panel} error={server.error} />}
           {running && !server.error && !saving && server.last_save?.ok && (
@@ -277,97 +270,6 @@ export function ServerSection(props: {
           {server.state === 'stopped' && server.log_tail.length > 0 && (
             <pre className="nbento-source">{server.log_tail.join('\n')}</pre>
           )}
-        </div>
-      )}
-    </div>
-  );
-}
-
-export function TryItSection(props: { server: IServerInfo | null }): JSX.Element {
-  const { server } = props;
-  const [apis, setApis] = useState<IApiForm[]>([]);
-  const [api, setApi] = useState('');
-  const [body, setBody] = useState('');
-  const [answer, setAnswer] = useState<ICallAnswer | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [sending, setSending] = useState(false);
-  const ready = server && server.state !== 'stopped' && server.state !== 'starting';
-  const serverKey = ready ? `${server!.id}:${server!.generation}` : '';
-  useEffect(() => {
-    if (!ready) {
-      setApis([]);
-      return;
-    }
-    requestAPI<{ apis: IApiForm[] }>(`servers/${encodeURIComponent(server!.id)}/apis`)
-      .then(r => {
-        setApis(r.apis);
-        const keep = r.apis.find(a => a.name === api) ?? r.apis[0];
-        if (keep && keep.name !== api) {
-          setApi(keep.name);
-          setBody(JSON.stringify(keep.example, null, 2));
-        }
-        setError(null);
-      })
-      .catch(e => setError(String(e.message ?? e)));
-  }, [serverKey]);
-  const choose = (name: string): void => {
-    setApi(name);
-    const form = apis.find(a => a.name === name);
-    setBody(JSON.stringify(form?.example ?? {}, null, 2));
-    setAnswer(null);
-  };
-  const send = async (): Promise<void> => {
-    setError(null);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body || '{}');
-    } catch (e: any) {
-      setError(`The body is not valid JSON: ${e.message}`);
-      return;
-    }
-    setSending(true);
-    try {
-      setAnswer(
-        await postJSON<ICallAnswer>(
-          `servers/${encodeURIComponent(server!.id)}/call/${encodeURIComponent(api)}`,
-          parsed
-        )
-      );
-    } catch (e: any) {
-      setError(String(e.message ?? e));
-    }
-    setSending(false);
-  };
-  if (!ready) {
-    return <div className="nbento-muted">Start the server to try its APIs.</div>;
-  }
-  return (
-    <div className="nbento-tryit">
-      <select className="jp-mod-styled nbento-tryit-api" value={api} onChange={e => choose(e.target.value)}>
-        {apis.map(a => (
-          <option key={a.name} value={a.name}>
-            {a.name}
-          </option>
-        ))}
-      </select>
-      <textarea
-        className="jp-mod-styled nbento-tryit-body"
-        rows={6}
-        spellCheck={false}
-        value={body}
-        onChange={e => setBody(e.target.value)}
-      />
-      <button className="jp-Button jp-mod-styled jp-mod-accept nbento-tryit-send" disabled={!api || sending} onClick={send}>
-        {sending ? 'Sending…' : 'Send'}
-      </button>
-      {error && <div className="nbento-error">{error}</div>}
-      {answer && (
-        <div className="nbento-tryit-answer">
-          <div className="nbento-muted">
-            <span className={answer.status < 400 ? 'nbento-ok' : 'nbento-error'}>HTTP {answer.status}</span> ·{' '}
-            <span className="nbento-tryit-latency">{answer.latency_ms.toFixed(1)} ms</span>
-          </div>
-          <pre className="nbento-source nbento-tryit-response">{JSON.stringify(answer.body, null, 2)}</pre>
         </div>
       )}
     </div>

@@ -45,6 +45,18 @@ export async function requestAPI<T>(
   return data as T;
 }
 
+/**
+ * A development server's page or API through the Jupyter server (`{baseUrl}nbento/proxy/ID/PATH`,
+ * jupyter_ext/server/proxy.py): works where the browser cannot reach 127.0.0.1:PORT (JupyterHub).
+ */
+export function proxyUrl(
+  serverId: string,
+  path: string,
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): string {
+  return URLExt.join(settings.baseUrl, 'nbento', 'proxy', encodeURIComponent(serverId), path);
+}
+
 export function postJSON<T>(endPoint: string, body: unknown): Promise<T> {
   return requestAPI<T>(endPoint, {
     method: 'POST',
@@ -57,7 +69,7 @@ export function deleteAPI<T>(endPoint: string): Promise<T> {
   return requestAPI<T>(endPoint, { method: 'DELETE' });
 }
 
-/* ---- shapes of the REST answers (see jupyter_ext/handlers.py) ---- */
+/* ---- shapes of the REST answers (see jupyter_ext/server/handlers.py) ---- */
 
 export interface IModelInfo {
   tag: string;

@@ -34,7 +34,7 @@ from runtime.serving.error_body import (
 )
 from runtime.serving.host import Endpoint, ServiceHost
 from runtime.serving.metrics import IN_PROGRESS, REQUEST_LATENCY, REQUESTS
-from runtime.serving.openapi import build_openapi
+from runtime.serving.openapi import build_openapi, install_docs
 from runtime.settings import ServerConfig
 from runtime.version import __version__
 
@@ -56,7 +56,8 @@ _FIXED_PATHS = {
 
 def create_app(host: ServiceHost, config: ServerConfig) -> FastAPI:
     """The ASGI app serving `host` (whose endpoints may be swapped by a reload at any time)."""
-    app = FastAPI(title="nbento", version=__version__, redoc_url=None)
+    app = FastAPI(title="nbento", version=__version__, docs_url=None, redoc_url=None)
+    install_docs(app)  # Swagger UI served from this process: no CDN (runtime.serving.openapi)
 
     @app.get("/livez", include_in_schema=False)
     async def livez() -> dict[str, str]:

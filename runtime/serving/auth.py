@@ -29,7 +29,9 @@ from runtime.settings import ServerConfig
 TOKEN_ENV = "NBENTO_API_TOKEN"
 TOKEN_FILE_ENV = "NBENTO_API_TOKEN_FILE"
 PROBE_PATHS = frozenset({"/livez", "/readyz"})
-DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
+DOC_PATHS = frozenset({
+    "/docs", "/openapi.json", "/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/favicon.png",
+})
 _LOCAL_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 
 

@@ -4,11 +4,14 @@ the type hints (the same hints `runtime.service.schema` validates against). Rebu
 
 from __future__ import annotations
 
+import html
 import importlib.util
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from runtime.errors import NbentoError
 from runtime.service.schema import ApiSchema, FrameSpec, Param
 from runtime.service.schema.frames import CSV_MEDIA, PARQUET_MEDIA, pandas_kind
 from runtime.serving.error_body import ErrorBody
@@ -232,3 +235,83 @@ def api_io_schemas(schema: ApiSchema) -> tuple[dict[str, Any], dict[str, Any]]:
     if defs:
         input_schema["$defs"] = output_schema["$defs"] = defs
     return input_schema, output_schema
+
+
+# --- /docs without a CDN -------------------------------------------------------------------
+# Swagger UI's files come from the `fastapi-offline` wheel (a serving dependency), so /docs
+# renders offline and in air-gapped clusters. Every URL in the page is relative: the same page
+# works at `http://127.0.0.1:PORT/docs` and behind the Jupyter proxy
+# (`{base_url}nbento/proxy/ID/docs`). The request interceptor copies Jupyter's `_xsrf` cookie
+# into `X-XSRFToken` so "Try it out" POSTs pass Jupyter's XSRF check behind the proxy; a
+# server reached directly ignores that header.
+DOCS_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon.png": "image/png",
+}
+_DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title} - API docs</title>
+<link rel="icon" type="image/png" href="docs/favicon.png">
+<link rel="stylesheet" href="docs/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="docs/swagger-ui-bundle.js"></script>
+<script>
+function nbentoXsrf() {{
+  var m = document.cookie.match(/(?:^|; )_xsrf=([^;]*)/);
+  return m ? decodeURIComponent(m[1]) : null;
+}}
+window.ui = SwaggerUIBundle({{
+  url: "openapi.json",
+  dom_id: "#swagger-ui",
+  deepLinking: true,
+  showExtensions: true,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+  layout: "BaseLayout",
+  requestInterceptor: function (req) {{
+    var token = nbentoXsrf();
+    if (token) {{ req.headers["X-XSRFToken"] = token; }}
+    return req;
+  }}
+}});
+</script>
+</body>
+</html>
+"""
+
+
+def docs_assets_dir() -> Path:
+    """Where Swagger UI's files are on this machine (inside the fastapi-offline package)."""
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or spec.origin is None:
+        raise NbentoError(
+            "Swagger UI's files are missing: the package fastapi-offline is not installed; "
+            "install nbento's serving dependencies (pip install fastapi-offline)"
+        )
+    return Path(spec.origin).parent / "static"
+
+
+def install_docs(app: FastAPI) -> None:
+    """`GET /docs` (Swagger UI, every asset served from here) and `GET /docs/{asset}`."""
+    from fastapi.responses import FileResponse, HTMLResponse
+
+    from runtime.errors import NotFound
+
+    folder = docs_assets_dir()
+    page = _DOCS_PAGE.format(title=html.escape(app.title))
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/docs/{asset}", include_in_schema=False)
+    async def docs_asset(asset: str) -> FileResponse:
+        media = DOCS_ASSETS.get(asset)
+        if media is None:
+            raise NotFound(f"no docs asset {asset!r}; /docs serves {', '.join(sorted(DOCS_ASSETS))}")
+        return FileResponse(folder / asset, media_type=media,
+                            headers={"Cache-Control": "public, max-age=86400"})

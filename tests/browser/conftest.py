@@ -26,6 +26,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -72,5 +73,8 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture(scope="package")
 def artifacts() -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS
+    """Where screenshots go: tests/artifacts/browser/, or docs/img/ (the pictures README.md and
+    the docs show) with NBENTO_SCREENSHOTS=docs, to retake them after a change of the look."""
+    folder = DOCS_IMG if os.environ.get("NBENTO_SCREENSHOTS") == "docs" else ARTIFACTS
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

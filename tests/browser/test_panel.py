@@ -144,7 +144,7 @@ def test_try_it_sends_a_request_and_shows_the_answer(page: Any, artifacts: Path)
     from playwright.sync_api import expect
 
     tryit = panel(page).locator(".nbento-section-tryit")
-    expect(tryit.locator(".nbento-tryit-api")).to_have_value("classify")
+    expect(tryit.locator(".nbento-tryit-api select")).to_have_value("classify")
     expect(tryit.locator(".nbento-tryit-body")).to_have_value('{\n  "texts": [\n    "text"\n  ]\n}')  # from the schema
     tryit.locator(".nbento-tryit-body").fill('{"texts": ["I was charged twice for my subscription", "Where is my parcel?"]}')
     tryit.locator(".nbento-tryit-send").click()

@@ -240,7 +240,7 @@ def test_try_it_calls_the_tagged_api_on_the_kernels_server(page: Any, artifacts:
     from playwright.sync_api import expect
 
     tryit = panel(page).locator(".nbento-section-tryit")
-    tryit.locator(".nbento-tryit-api").select_option("ticket_length")
+    tryit.locator(".nbento-tryit-api select").select_option("ticket_length")
     tryit.locator(".nbento-tryit-body").fill('{"texts": ["  Two   spaces "]}')
     tryit.locator(".nbento-tryit-send").click()
     expect(tryit.locator(".nbento-tryit-answer")).to_contain_text("HTTP 200")

@@ -82,6 +82,7 @@ def test_edit_reload_and_broken_cells(tmp_path: Path) -> None:
         assert answer(url) == {"labels": [0, 1]}
         status = session.edit(5, "%nbento status")
         assert "last reload failed" in status and "cell 5 (api answer) line 2" in status, status
+        assert "last reload took " in status and "- ms" not in status, status
 
         # Fixing the cell makes the new code live again.
         out = session.edit(4, API.replace("'classes'", "'fixed'"))

@@ -68,7 +68,10 @@ def test_models_section_lists_the_store(nbento_home: Path) -> None:
     section.refresh()
     assert tag.split(":")[1] in section.table.value
     assert "predict_proba (batchable)" in section.table.value
-    assert "cell tickets-05" in section.table.value
+    # the cell named as the JupyterLab panel names it, its id in the tooltip; sizes in KiB/MiB
+    assert "model support_classifier" in section.table.value
+    assert "title='cell id tickets-05'" in section.table.value
+    assert "KiB" in section.table.value or "MiB" in section.table.value
 
 
 def test_start_and_stop_buttons_run_a_real_server(ip: Any) -> None:
