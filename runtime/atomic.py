@@ -10,15 +10,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from runtime.errors import NbentoError
+from runtime.errors import UnsafeWrite
 
-
-class UnsafeWrite(NbentoError):
-    """A write that a symbolic link would lead out of the folder it belongs to."""
-
-    status = 400
-    code = "unsafe_write"
-    public = True
+__all__ = ["UnsafeWrite", "atomic_write_text", "check_under_root"]
 
 
 def check_under_root(path: Path, root: Path) -> None:

@@ -126,6 +126,14 @@ class UntrustedModel(NbentoError):
     code = "untrusted_model"
 
 
+class UnsafeWrite(NbentoError):
+    """A write that a symbolic link would lead out of the folder it belongs to."""
+
+    status = 400
+    code = "unsafe_write"
+    public = True
+
+
 class BuildError(NbentoError):
     """A Bento build or export refused its input (secrets, missing models, bad options)."""
 
@@ -395,7 +403,7 @@ ERROR_CLASSES: dict[str, type[NbentoError]] = {
     for cls in (
         UndeclaredMethod, UntrustedModel,
         InvalidName, ModelNotFound, ChecksumMismatch, SerializationError,
-        ServiceLoadError, ServiceImportError, SignatureError, BuildError, GoldenError,
+        ServiceLoadError, ServiceImportError, SignatureError, UnsafeWrite, BuildError, GoldenError,
         ContainerEngineUnavailable, ImageBuildFailed, BatchInputError, BatchOutputError,
         WireError, WorkerError, WorkerDied, RemoteCallError, RequestTooLarge, QueueFull, RunnerClosed,
         RunnerUnreachable, RunnerNotAvailable, RequestError, InvalidBody, InvalidJSON,

@@ -91,6 +91,7 @@ class ServiceHost:
         # The effective settings of the live generation (what /_nbento/status shows).
         self.settings: dict[str, Any] | None = None
         self._sync_task: asyncio.Task[None] | None = None
+        self._reloading: asyncio.Task[None] | None = None
         # The startup load of the runners; the server exits when it fails for good.
         self.initial_load: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
@@ -209,7 +210,11 @@ class ServiceHost:
             except Exception as exc:
                 return self._failed(exc)
             task = asyncio.create_task(self._sync_runners(service))
-            await asyncio.wait([task])
+            self._reloading = task  # aclose cancels it, so no half-started worker outlives us
+            try:
+                await asyncio.wait([task])
+            finally:
+                self._reloading = None
             if task.exception() is not None:
                 return self._failed(task.exception())  # type: ignore[arg-type]
             self._start_batchers(endpoints, service)
@@ -270,6 +275,10 @@ class ServiceHost:
         """Finish queued batches of batchable APIs, then stop the runners."""
         if self._sync_task is not None and not self._sync_task.done():
             self._sync_task.cancel()
+        reloading = self._reloading
+        if reloading is not None and not reloading.done():
+            reloading.cancel()
+            await asyncio.gather(reloading, return_exceptions=True)
         batchers = [e.batcher for e in self.endpoints.values() if e.batcher is not None]
         await _close_all(batchers, timeout)
         if self._closing:

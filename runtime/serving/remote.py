@@ -105,7 +105,7 @@ class RemoteBackend:
         await self.replicas.aclose()
 
 
-class ReplicaStalled(Exception):
+class _ReplicaStalled(Exception):
     """A call outstanding for `STALL_CHECK_S` to a replica that then failed its liveness probe
     (the process is stopped or wedged: its port still accepts, nothing answers)."""
 
@@ -132,7 +132,7 @@ async def _post_watched(client: httpx.AsyncClient, path: str, body: bytes) -> ht
             except httpx.HTTPError:
                 alive = False
             if not alive and not post.done():
-                raise ReplicaStalled(
+                raise _ReplicaStalled(
                     f"no answer for {STALL_CHECK_S:g}s and /livez did not answer within "
                     f"{LIVENESS_TIMEOUT_S:g}s (the process may be stopped or wedged)"
                 )
@@ -150,7 +150,7 @@ _RETRYABLE = (
     httpx.RemoteProtocolError,
     httpx.ReadError,
     httpx.WriteError,
-    ReplicaStalled,
+    _ReplicaStalled,
 )
 
 

@@ -178,6 +178,11 @@ class _Child:
                 f"worker process {self.pid} for {self.tag} exited (code {code}) while loading the "
                 f"model; its log is above in the server output"
             ) from exc
+        except asyncio.CancelledError:
+            # the server is stopping while this model still loads: the child ignores SIGTERM
+            # (the server drains it by closing stdin, which it reads only once loaded), so end it
+            self.proc.kill()
+            raise
         if "err" in reply:
             await self.proc.wait()
             raise WorkerError(
