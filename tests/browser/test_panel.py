@@ -29,6 +29,11 @@ def page(lab: LabServer, browser: Any) -> Iterator[Any]:
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     expect.set_options(timeout=TIMEOUT_MS)
+    failures: list[str] = []  # the page's failed requests, 4xx/5xx answers and console errors
+    page.on("requestfailed", lambda r: failures.append(f"{r.method} {r.url}: {r.failure}"))
+    page.on("response", lambda r: r.status >= 400 and failures.append(f"HTTP {r.status} {r.url}"))
+    page.on("console", lambda m: m.type == "error" and failures.append(f"console: {m.text}"))
+    page.failures = failures  # read by the last test
     # ?token= logs the browser in (cookie); its API calls then carry the XSRF header.
     page.goto(f"{lab.base}/lab/tree/support_tickets.ipynb?token={lab.token}")
     page.wait_for_selector("#jupyterlab-splash", state="detached")
@@ -245,3 +250,9 @@ def test_dark_theme_then_stop_the_server(page: Any, artifacts: Path) -> None:
     panel(page).locator(".nbento-server-stop").click()
     expect(panel(page).locator(".nbento-server")).to_contain_text("No server for this notebook")
     expect(panel(page).locator(".nbento-section-tryit")).to_contain_text("Start the server")
+
+
+def test_no_request_of_the_page_failed(page: Any) -> None:
+    """Expected conditions (a broken save, no server yet) are answered as data: nothing in this
+    module's walk through the panel shows up as a failed request or a console error."""
+    assert page.failures == []
