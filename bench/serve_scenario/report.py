@@ -75,50 +75,93 @@ def table(rows: list[Row], refs: dict[str, float | None]) -> str:
     return "\n".join(lines)
 
 
-def _verdict(title: str, checks: dict[str, bool]) -> str:
-    verdict = "MET" if all(checks.values()) else "MISSED"
-    parts = "; ".join(f"{text} — {'ok' if ok else 'missed'}" for text, ok in checks.items())
-    return f"**{title}: {verdict}.** {parts}."
+@dataclass(frozen=True)
+class AtLeastTimes:
+    """OK req/s at least `times` the reference `ref` (another server's best, or the limit)."""
+
+    ref: str
+    text: str       # formatted with ok, ratio, ref; "(need ≥ Nx)" is appended
+    times: float
+
+    def check(self, row: Row, refs: dict[str, float | None]) -> tuple[str, bool]:
+        ok, ref = row.ok_rps, refs[self.ref]
+        assert ok is not None and ref  # Target.verdict checked both
+        text = self.text.format(ok=ok, ratio=ok / ref, ref=ref)
+        return f"{text} (need ≥ {self.times:g}x)", ok >= self.times * ref
+
+
+@dataclass(frozen=True)
+class AtMost:
+    """A row field at most `limit`; a field that was not measured misses."""
+
+    field: str      # a Row attribute
+    text: str       # formatted with the value, e.g. "p95 {} ms"; "(need ≤ N)" is appended
+    limit: float
+    digits: int = 1
+
+    def check(self, row: Row, refs: dict[str, float | None]) -> tuple[str, bool]:
+        value = getattr(row, self.field)
+        text = self.text.format(_f(value, self.digits))
+        return f"{text} (need ≤ {self.limit:g})", value is not None and value <= self.limit
+
+
+@dataclass(frozen=True)
+class NoErrors:
+    """No non-2xx answer and no socket error."""
+
+    def check(self, row: Row, refs: dict[str, float | None]) -> tuple[str, bool]:
+        return (f"errors {row.non2xx} non-2xx + {row.socket_errors} socket (need 0)",
+                row.non2xx == 0 and row.socket_errors == 0)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of issue 12's targets: the nbento row it judges, the references it needs, its checks."""
+
+    title: str
+    scenario: str                   # "minilm" or "light": which table's row and references
+    setting_prefix: str             # the judged nbento row's setting starts with this
+    needs: str                      # said when the row or a reference is missing
+    checks: tuple[AtLeastTimes | AtMost | NoErrors, ...]
+
+    def verdict(self, rows: list[Row], refs: dict[str, float | None]) -> str:
+        row = next((r for r in rows if r.server == "nbento" and r.scenario == self.scenario
+                    and r.setting.startswith(self.setting_prefix)), None)
+        wanted = {c.ref for c in self.checks if isinstance(c, AtLeastTimes)}
+        if row is None or row.error or row.ok_rps is None or not all(refs.get(n) for n in wanted):
+            return f"**{self.title}: not measured** ({self.needs})."
+        results = [check.check(row, refs) for check in self.checks]
+        verdict = "MET" if all(ok for _, ok in results) else "MISSED"
+        parts = "; ".join(f"{text} — {'ok' if ok else 'missed'}" for text, ok in results)
+        return f"**{self.title}: {verdict}.** {parts}."
+
+
+# Issue 12's targets: one row per target, one entry per measure and its threshold.
+TARGETS = (
+    Target("Target (MiniLM, nbento at its defaults)", "minilm", "defaults",
+           "the nbento defaults row, a LitServe row and the limit are all needed", (
+               AtLeastTimes("LitServe", "{ok:.1f} OK req/s = {ratio:.2f}x LitServe's best {ref:.1f}", 1.15),
+               AtLeastTimes("limit", "= {ratio:.2f}x the limit {ref:.1f}", 0.85),
+               AtMost("p95", "p95 {} ms", 220, digits=0),
+               NoErrors(),
+               AtMost("peak_rss_mib", "peak RSS {} MiB", 900, digits=0),
+               AtMost("start_s", "start to first answer {} s", 6),
+           )),
+    Target("Target (light, TF-IDF + LogisticRegression)", "light", "",
+           "the nbento, LitServe and FastAPI light rows are all needed", (
+               AtLeastTimes("LitServe", "nbento {ok:.1f} OK req/s = {ratio:.2f}x LitServe {ref:.1f}", 1),
+               AtLeastTimes("FastAPI", "= {ratio:.2f}x plain FastAPI {ref:.1f}", 0.8),
+               NoErrors(),
+           )),
+)
 
 
 def target_verdict(rows: list[Row], refs: dict[str, float | None],
                    light_refs: dict[str, float | None]) -> str:
-    """Issue 12's targets for nbento at its defaults, stated as met or missed with the numbers."""
-    out = []
-    row = next((r for r in rows if r.server == "nbento" and r.scenario == "minilm"
-                and r.setting.startswith("defaults")), None)
-    lit, limit = refs.get("LitServe"), refs.get("limit")
-    if row is None or row.error or row.ok_rps is None or not lit or not limit:
-        out.append("**Target (MiniLM, nbento at its defaults): not measured** (the nbento defaults "
-                   "row, a LitServe row and the limit are all needed).")
-    else:
-        out.append(_verdict("Target (MiniLM, nbento at its defaults)", {
-            f"{row.ok_rps:.1f} OK req/s = {row.ok_rps / lit:.2f}x LitServe's best {lit:.1f} (need ≥ 1.15x)":
-                row.ok_rps >= 1.15 * lit,
-            f"= {row.ok_rps / limit:.2f}x the limit {limit:.1f} (need ≥ 0.85x)": row.ok_rps >= 0.85 * limit,
-            f"p95 {_f(row.p95, 0)} ms (need ≤ 220)": row.p95 is not None and row.p95 <= 220,
-            f"errors {row.non2xx} non-2xx + {row.socket_errors} socket (need 0)":
-                row.non2xx == 0 and row.socket_errors == 0,
-            f"peak RSS {_f(row.peak_rss_mib, 0)} MiB (need ≤ 900)":
-                row.peak_rss_mib is not None and row.peak_rss_mib <= 900,
-            f"start to first answer {_f(row.start_s)} s (need ≤ 6)":
-                row.start_s is not None and row.start_s <= 6,
-        }))
-    light = next((r for r in rows if r.server == "nbento" and r.scenario == "light"), None)
-    lit, plain = light_refs.get("LitServe"), light_refs.get("FastAPI")
-    if light is None or light.error or light.ok_rps is None or not lit or not plain:
-        out.append("**Target (light, TF-IDF + LogisticRegression): not measured** (the nbento, "
-                   "LitServe and FastAPI light rows are all needed).")
-    else:
-        out.append(_verdict("Target (light, TF-IDF + LogisticRegression)", {
-            f"nbento {light.ok_rps:.1f} OK req/s = {light.ok_rps / lit:.2f}x LitServe {lit:.1f} (need ≥ 1x)":
-                light.ok_rps >= lit,
-            f"= {light.ok_rps / plain:.2f}x plain FastAPI {plain:.1f} (need ≥ 0.8x)":
-                light.ok_rps >= 0.8 * plain,
-            f"errors {light.non2xx} non-2xx + {light.socket_errors} socket (need 0)":
-                light.non2xx == 0 and light.socket_errors == 0,
-        }))
-    return "\n\n".join(out)
+    """Issue 12's targets (`TARGETS`) for nbento at its defaults, stated as met or missed with
+    the numbers."""
+    by_scenario = {"minilm": refs, "light": light_refs}
+    return "\n\n".join(target.verdict(rows, by_scenario[target.scenario]) for target in TARGETS)
 
 
 def write_section(path: Path, body: str, section: str = SECTION) -> None:
