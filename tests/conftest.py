@@ -6,7 +6,9 @@ the environment's install points at.
 
 `require(condition, why)` / `require_module(name)` are the one rule for prerequisites
 (a tool, a package, root, a browser): a developer's machine without one skips the test, but
-under `CI=true` a missing prerequisite fails it, so a green CI run means every test ran."""
+under `CI=true` a missing prerequisite fails it, so a green CI run means every test ran.
+
+`descendants(pid)` is the one way tests list a server's process tree."""
 
 from __future__ import annotations
 
@@ -52,6 +54,31 @@ def require_module(name: str, why: str = "") -> ModuleType:
         return importlib.import_module(name)
     except ImportError as exc:
         missing(why or f"needs the Python module {name!r} ({exc})")
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every live process under `pid` (from /proc parent links), each with its start time (in
+    clock ticks since boot), so that a PID reused later is not mistaken for the same process."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        starts[int(entry.name)] = fields[19]
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found[child] = starts[child]
+                todo.append(child)
+    return found
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import descendants
 from tests.runtime.serving_models import save_scaler
 from tests.runtime.serving_support import write_service
 
@@ -54,23 +55,8 @@ def rss_kib(pid: int) -> int:
 
 
 def child_pids(pid: int) -> set[int]:
-    """Every live descendant of `pid` (from /proc/*/stat parent links)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        parents[int(entry.name)] = int(fields[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {c for c, p in parents.items() if p in frontier} - found
-        found |= frontier
-    return found
+    """Every live descendant of `pid`."""
+    return set(descendants(pid))
 
 
 @dataclass

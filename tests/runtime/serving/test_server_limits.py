@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import descendants
 from tests.runtime.serving_models import save_scaler
 from tests.runtime.serving_support import (
     REPO,
@@ -85,30 +86,6 @@ def test_api_threads_bounds_sync_calls_running_at_once(tmp_path: Path) -> None:
     assert elapsed >= 3 * 0.5 * 0.9  # six half-second calls two at a time
 
 
-def _descendants(pid: int) -> dict[int, str]:
-    """PIDs of every process under `pid` (from /proc), each with its start time, so a PID
-    reused later is not mistaken for the same process."""
-    parents: dict[int, list[int]] = {}
-    starts: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        parents.setdefault(int(fields[1]), []).append(int(entry.name))
-        starts[int(entry.name)] = fields[19]
-    found: dict[int, str] = {}
-    todo = [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found[child] = starts[child]
-            todo.append(child)
-    return found
-
-
 def _alive(pid: int, start: str) -> bool:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -156,7 +133,7 @@ def test_ctrl_c_drains_exits_0_and_leaves_no_worker_behind(
     process_group_server: ServerProcess,
 ) -> None:
     server = process_group_server
-    children = _descendants(server.pid)
+    children = descendants(server.pid)
     assert len(children) >= 2, f"expected two worker processes, found {children}"
     with ThreadPoolExecutor(1) as pool:
         in_flight = pool.submit(httpx.post, f"{server.url}/double", json=[4], timeout=30,
