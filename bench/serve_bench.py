@@ -5,8 +5,10 @@ LogisticRegression), one short text per request, 80 connections of wrk; and the 
 Rows: the limit (two processes x one torch thread calling embed+classify directly, batch 32),
 the one-process ceiling (information), plain FastAPI + uvicorn, nbento at its defaults (no config
 file) and under fixed batching settings, and with `--peers` LitServe 0.2.19 (2 workers x 1 torch
-thread, fast_queue, 32 / 10 ms) and BentoML 1.4.39, each from its own venv under bench/.work
-(created on first use). Light rows: nbento at its defaults, plain FastAPI, LitServe (--peers).
+thread, fast_queue, 32 / 10 ms) and BentoML 1.4.39 (one service, 2 workers x 1 torch thread,
+adaptive batching up to 16 / 32 / 100 rows; `--bentoml-settings` picks rows), each from its
+own venv under bench/.work (created on first use). Light rows: nbento at its defaults, plain
+FastAPI, LitServe (--peers).
 Every server is a subprocess on a free 127.0.0.1 port, waited for, measured, and stopped by its
 process group. `--burner` keeps a busy-loop process on about one core for the whole run.
 
@@ -81,7 +83,29 @@ SETTINGS = (
     # the server process (one torch thread each) instead of the default worker processes.
     Setting("threads", "10 ms/32, embedder in threads", True, 10, 32),
 )
-BENTOML_DEFAULT = Setting("default", "defaults (60 s/100)", True, 60000, 100)
+
+
+@dataclass(frozen=True)
+class BentomlRow:
+    """One BentoML row: `batching` is `BENCH_BATCHING` for serve_scenario/bentoml_service.py
+    (`off`, `SIZE` with BentoML's 60 s latency budget, or `default`: 100 rows / 60 s)."""
+
+    key: str            # as chosen with --bentoml-settings
+    label: str          # as printed
+    batching: str
+    workers: int = 2
+    torch_threads: int = 1
+
+
+# BentoML's max_latency_ms is a deadline (older requests are shed with 503), not nbento's wait
+# window, so its rows keep the 60 s budget and vary the batch size (see bentoml_service.py).
+BENTOML_ROWS = (
+    BentomlRow("off", "off, 2 workers x 1 thread", "off"),
+    BentomlRow("16", "adaptive, up to 16 rows, 2 workers x 1 thread", "16"),
+    BentomlRow("32", "adaptive, up to 32 rows, 2 workers x 1 thread", "32"),
+    BentomlRow("32-1x2", "adaptive, up to 32 rows, 1 worker x 2 threads", "32", 1, 2),
+    BentomlRow("default", "defaults (100 rows / 60 s), 2 workers x 1 thread", "default"),
+)
 NBENTO_DEFAULT = Setting("default", "defaults (no config)", True, 10, 32)
 
 
@@ -180,6 +204,8 @@ class Bench:
             if metric_filter and metric.startswith("nbento"):
                 workers = runner_workers(server.base)
                 row.notes.extend(nbento_time_split(metrics_before, metrics_after, wall, workers))
+            elif metric_filter is not None:
+                row.notes.extend(rows_per_worker(metrics_before, metrics_after, metric))
             if ok and server_cpu > 0 and single_process:
                 row.notes.append(
                     f"main (event-loop) thread {1000 * main_cpu / ok:.2f} CPU ms per OK request, "
@@ -234,16 +260,17 @@ class Bench:
         row = Row("nbento", setting.label, "light" if light else "minilm")
         return self.measure_server(server, row, 'runner="light"' if light else 'runner="embedder"')
 
-    def bentoml(self, setting: Setting, python: Path) -> Row:
+    def bentoml(self, setting: BentomlRow, python: Path) -> Row:
         port = free_port()
-        env = {**base_env(), "BENCH_BATCHING": setting.key, "BENTOML_DO_NOT_TRACK": "True",
+        env = {**base_env(), "BENCH_BATCHING": setting.batching, "BENTOML_DO_NOT_TRACK": "True",
+               "BENCH_WORKERS": str(setting.workers), "BENCH_TORCH_THREADS": str(setting.torch_threads),
                "BENTOML_HOME": str(BENCH / ".work" / "bentoml-home")}
         env.pop("VIRTUAL_ENV", None)
         env["PATH"] = f"{python.parent}:{env.get('PATH', '')}"
         argv = [str(python.parent / "bentoml"), "serve", "bentoml_service:Classify",
                 "--host", "127.0.0.1", "--port", str(port)]
-        server = Server(f"bentoml {setting.label}", argv, port, SCENARIO, env,
-                        WORK / "logs" / f"bentoml-{setting.key.replace(':', '-')}.log")
+        server = Server(f"bentoml {setting.key}", argv, port, SCENARIO, env,
+                        WORK / "logs" / f"bentoml-{setting.key}.log")
         row = Row(f"BentoML {BENTOML.version}", setting.label)
         return self.measure_server(server, row, "", metric="adaptive_batch_size",
                                    single_process=False)
@@ -269,6 +296,21 @@ def runner_workers(base: str) -> dict[str, int]:
         return {name: int(info.get("workers") or 1) for name, info in runners.items()}
     except (ValueError, AttributeError, TypeError):
         return {}
+
+
+def rows_per_worker(before: dict[str, float], after: dict[str, float], metric: str) -> list[str]:
+    """How the batched rows of the window spread over a peer's worker processes (BentoML labels
+    its histograms with `worker_index`); a worker that never batched is missing from the list."""
+    per_worker: dict[str, float] = {}
+    for key, value in after.items():
+        if key.split("{")[0].endswith(metric + "_sum") and 'worker_index="' in key:
+            worker = key.split('worker_index="', 1)[1].split('"', 1)[0]
+            per_worker[worker] = per_worker.get(worker, 0.0) + value - before.get(key, 0.0)
+    total = sum(per_worker.values())
+    if total <= 0:
+        return []
+    shares = ", ".join(f"worker {w} {100 * n / total:.0f}%" for w, n in sorted(per_worker.items()))
+    return [f"batched rows per worker process: {shares}"]
 
 
 def nbento_time_split(before: dict[str, float], after: dict[str, float], wall: float,
@@ -313,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="limit,ceiling,fastapi,nbento,litserve,bentoml,light",
                         help="comma list of rows to run (litserve and bentoml also need --peers)")
     parser.add_argument("--settings", default="default,off,5:16,10:32,25:32,threads",
-                        help="nbento/BentoML batching settings to run (default: each server's defaults)")
+                        help="nbento batching settings to run (default: all of them)")
+    parser.add_argument("--bentoml-settings", default=",".join(r.key for r in BENTOML_ROWS),
+                        help="BentoML rows to run (default: all of them)")
     parser.add_argument("--record", action="store_true", help="write the tables into bench/RESULTS.md")
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
     parser.add_argument("--note", default="", help="a sentence recorded above the table (e.g. why a run is a smoke run)")
@@ -322,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         args.warmup = min(8.0, max(3.0, args.duration / 4))
     wanted = set(args.rows.split(","))
     settings_wanted = set(args.settings.split(","))
+    bentoml_wanted = set(args.bentoml_settings.split(","))
+    unknown = bentoml_wanted - {r.key for r in BENTOML_ROWS}
+    if unknown:
+        parser.error(f"--bentoml-settings: no row {', '.join(sorted(unknown))} "
+                     f"(rows: {', '.join(r.key for r in BENTOML_ROWS)})")
 
     started = dt.datetime.now(dt.timezone.utc)
     load_before = os.getloadavg()
@@ -347,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     if burner is not None:
         log(f"CPU burner started (pid {burner.proc.pid})")
     try:
-        rows += run_rows(bench, wanted, settings_wanted, peer_pythons, log)
+        rows += run_rows(bench, wanted, settings_wanted, peer_pythons, log, bentoml_wanted)
     finally:
         if burner is not None:
             burner.stop()
@@ -365,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_rows(bench: Bench, wanted: set[str], settings_wanted: set[str],
-             peer_pythons: dict[str, Path], log: Callable[[str], None]) -> list[Row]:
+             peer_pythons: dict[str, Path], log: Callable[[str], None],
+             bentoml_wanted: set[str]) -> list[Row]:
     rows: list[Row] = []
 
     # The in-process rows run before and after the servers; ratios use the mean of the two, so
@@ -403,10 +453,10 @@ def run_rows(bench: Bench, wanted: set[str], settings_wanted: set[str],
         log(f"LitServe {LITSERVE.version} {LITSERVE_LAYOUT}")
         rows.append(bench.litserve(peer_pythons["litserve"]))
     if "bentoml" in peer_pythons and "bentoml" in wanted:
-        for setting in (*SETTINGS, BENTOML_DEFAULT):
-            if setting.key in settings_wanted and setting.key != "threads":  # nbento's own
-                log(f"BentoML {setting.label}")
-                rows.append(bench.bentoml(setting, peer_pythons["bentoml"]))
+        for bentoml_row in BENTOML_ROWS:
+            if bentoml_row.key in bentoml_wanted:
+                log(f"BentoML {bentoml_row.label}")
+                rows.append(bench.bentoml(bentoml_row, peer_pythons["bentoml"]))
     if any(r.server not in IN_PROCESS for r in rows):
         measure_in_process("end")
     if "light" in wanted:
