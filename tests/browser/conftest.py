@@ -1,13 +1,17 @@
 """Browser-test fixtures: one JupyterLab (token auth on) and one headless Debian Chromium per
 session, the support-tickets example copied into the server root, its model saved in the
-server's NBENTO_HOME. Screenshots go to tests/artifacts/browser/."""
+server's NBENTO_HOME. Screenshots go to tests/artifacts/browser/. `open_notebook` is the one
+way a test module opens its page; `panel`, `cell` and `widen_left_area` are what they share."""
 
 from __future__ import annotations
 
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -25,6 +29,7 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+TIMEOUT_MS = 90_000
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
@@ -78,3 +83,75 @@ def artifacts() -> Path:
     folder = DOCS_IMG if os.environ.get("NBENTO_SCREENSHOTS") == "docs" else ARTIFACTS
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _watch(page: Any, failures: list[str]) -> None:
+    """Collect the page's failed requests, 4xx/5xx answers and console errors in `failures`."""
+    page.on("requestfailed", lambda r: failures.append(f"{r.method} {r.url}: {r.failure}"))
+    page.on("response", lambda r: r.status >= 400 and failures.append(f"HTTP {r.status} {r.url}"))
+    page.on("console", lambda m: m.type == "error" and failures.append(f"console: {m.text}"))
+
+
+@contextmanager
+def open_notebook(browser: Any, lab: LabServer, path: str, *, loopback_only: bool = False) -> Iterator[Any]:
+    """A new browser context with one page logged in to `lab` at `path` (e.g.
+    `"/lab/workspaces/look/tree/x.ipynb?reset"`), waited for until the notebook shows its cells
+    and an idle kernel; closed on exit. Every page of the context records its failures in
+    `page.failures` (a module's last test asserts it is empty). `loopback_only`: requests to
+    anything but 127.0.0.1 are aborted and listed in `page.blocked` (an air-gapped cluster).
+
+        with open_notebook(browser, lab, f"/lab/tree/{NOTEBOOK}") as page:
+            yield page
+    """
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    blocked: list[str] = []
+
+    def only_loopback(route: Any) -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:  # no CDN, no internet
+            blocked.append(route.request.url)
+            route.abort("blockedbyclient")
+
+    if loopback_only:
+        context.route("**/*", only_loopback)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    failures: list[str] = []
+    _watch(page, failures)
+    context.on("page", lambda p: _watch(p, failures))  # tabs the page opens (/docs) too
+    page.failures = failures
+    page.blocked = blocked
+    # ?token= logs the browser in (cookie); its API calls then carry the XSRF header.
+    separator = "&" if "?" in path else "?"
+    try:
+        page.goto(f"{lab.base}{path}{separator}token={lab.token}")
+        page.wait_for_selector("#jupyterlab-splash", state="detached")
+        expect(page.locator(".jp-NotebookPanel .jp-Cell").first).to_be_visible()
+        expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle")
+        yield page
+    finally:
+        context.close()
+
+
+def panel(page: Any) -> Any:
+    return page.locator("#nbento-panel")
+
+
+def cell(page: Any, index: int) -> Any:
+    return page.locator(".jp-NotebookPanel .jp-Cell").nth(index)
+
+
+def widen_left_area(page: Any, width: int) -> None:
+    """Drag the handle between the left area and the notebook so the panel reads well."""
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+    box = handle.bounding_box()
+    if box is None:
+        return
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 200)
+    page.mouse.down()
+    page.mouse.move(width, box["y"] + 200, steps=5)
+    page.mouse.up()

@@ -16,47 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.browser.conftest import open_notebook, panel, widen_left_area
 from tests.jupyter_ext.lab_server import LabServer
-
-TIMEOUT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
 def page(lab: LabServer, browser: Any) -> Iterator[Any]:
-    from playwright.sync_api import expect
-
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
-    failures: list[str] = []  # the page's failed requests, 4xx/5xx answers and console errors
-    page.on("requestfailed", lambda r: failures.append(f"{r.method} {r.url}: {r.failure}"))
-    page.on("response", lambda r: r.status >= 400 and failures.append(f"HTTP {r.status} {r.url}"))
-    page.on("console", lambda m: m.type == "error" and failures.append(f"console: {m.text}"))
-    page.failures = failures  # read by the last test
-    # ?token= logs the browser in (cookie); its API calls then carry the XSRF header.
-    page.goto(f"{lab.base}/lab/tree/support_tickets.ipynb?token={lab.token}")
-    page.wait_for_selector("#jupyterlab-splash", state="detached")
-    expect(page.locator(".jp-NotebookPanel .jp-Cell").first).to_be_visible()
-    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle")
-    yield page
-    context.close()
-
-
-def panel(page: Any) -> Any:
-    return page.locator("#nbento-panel")
-
-
-def widen_left_area(page: Any, width: int) -> None:
-    """Drag the handle between the left area and the notebook so the panel reads well."""
-    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
-    box = handle.bounding_box()
-    if box is None:
-        return
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 200)
-    page.mouse.down()
-    page.mouse.move(width, box["y"] + 200, steps=5)
-    page.mouse.up()
+    with open_notebook(browser, lab, "/lab/tree/support_tickets.ipynb") as page:
+        yield page
 
 
 def notebook_on_disk(lab: LabServer) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
-from tests.browser.test_panel import widen_left_area
+from tests.browser.conftest import cell, open_notebook, panel, widen_left_area
 from tests.jupyter_ext.lab_server import EXAMPLES, LabServer
 
 NOTEBOOK = "tickets_kernel.ipynb"
@@ -34,7 +34,6 @@ EXTRA_CELL = (
     '    """Characters per ticket after the same cleaning as the classifier\'s."""\n'
     '    return {"lengths": [len(t) for t in clean(texts)]}'
 )
-TIMEOUT_MS = 90_000
 
 
 def make_notebook(root: Path) -> Path:
@@ -52,33 +51,10 @@ def make_notebook(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def page(lab: LabServer, browser: Any) -> Iterator[Any]:
-    from playwright.sync_api import expect
-
     make_notebook(lab.root)
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
-    failures: list[str] = []
-    page.on("requestfailed", lambda r: failures.append(f"{r.method} {r.url}: {r.failure}"))
-    page.on("response", lambda r: r.status >= 400 and failures.append(f"HTTP {r.status} {r.url}"))
-    page.on("console", lambda m: m.type == "error" and failures.append(f"console: {m.text}"))
-    page.failures = failures  # read by the last test
     # a workspace of its own: not the layout (open notebooks, panel) an earlier module left
-    page.goto(f"{lab.base}/lab/workspaces/kernel-server/tree/{NOTEBOOK}?reset&token={lab.token}")
-    page.wait_for_selector("#jupyterlab-splash", state="detached")
-    expect(page.locator(".jp-NotebookPanel .jp-Cell").first).to_be_visible()
-    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle")
-    yield page
-    context.close()
-
-
-def panel(page: Any) -> Any:
-    return page.locator("#nbento-panel")
-
-
-def cell(page: Any, index: int) -> Any:
-    return page.locator(".jp-NotebookPanel .jp-Cell").nth(index)
+    with open_notebook(browser, lab, f"/lab/workspaces/kernel-server/tree/{NOTEBOOK}?reset") as page:
+        yield page
 
 
 def palette(page: Any, command: str) -> None:

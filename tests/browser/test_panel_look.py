@@ -19,10 +19,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
+from tests.browser.conftest import TIMEOUT_MS, open_notebook, panel
 from tests.jupyter_ext.lab_server import EXAMPLES, LabServer
 
 NOTEBOOK = "tickets_look.ipynb"
-TIMEOUT_MS = 90_000
 SECOND_API = (
     "%%nbento api ticket_length\n"
     "def ticket_length(texts: list[str]) -> dict:\n"
@@ -48,44 +48,10 @@ def make_notebook(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def page(lab: LabServer, browser: Any) -> Iterator[Any]:
-    from playwright.sync_api import expect
-
     make_notebook(lab.root)
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    blocked: list[str] = []
-
-    def only_loopback(route: Any) -> None:
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:  # an air-gapped cluster: no CDN, no internet
-            blocked.append(route.request.url)
-            route.abort("blockedbyclient")
-
-    context.route("**/*", only_loopback)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
-    failures: list[str] = []
-    watch(page, failures)
-    context.on("page", lambda p: watch(p, failures))  # the /docs tab too
-    page.failures = failures
-    page.blocked = blocked
-    page.goto(f"{lab.base}/lab/workspaces/look/tree/{NOTEBOOK}?reset&token={lab.token}")
-    page.wait_for_selector("#jupyterlab-splash", state="detached")
-    expect(page.locator(".jp-NotebookPanel .jp-Cell").first).to_be_visible()
-    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle")
-    yield page
-    context.close()
-
-
-def watch(page: Any, failures: list[str]) -> None:
-    page.on("requestfailed", lambda r: failures.append(f"{r.method} {r.url}: {r.failure}"))
-    page.on("response", lambda r: r.status >= 400 and failures.append(f"HTTP {r.status} {r.url}"))
-    page.on("console", lambda m: m.type == "error" and failures.append(f"console: {m.text}"))
-
-
-def panel(page: Any) -> Any:
-    return page.locator("#nbento-panel")
+    with open_notebook(browser, lab, f"/lab/workspaces/look/tree/{NOTEBOOK}?reset",
+                       loopback_only=True) as page:
+        yield page
 
 
 def cells(page: Any) -> Any:

@@ -20,47 +20,23 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.test_panel import widen_left_area
+from tests.browser.conftest import cell, open_notebook, panel, widen_left_area
 from tests.jupyter_ext.lab_server import EXAMPLES, LabServer
 
 NOTEBOOK = "tickets_states.ipynb"
 API_CELL = 6
-TIMEOUT_MS = 90_000
 BOOM = "raise RuntimeError('boom from the states test')"
 
 
 @pytest.fixture(scope="module")
 def page(lab: LabServer, browser: Any) -> Iterator[Any]:
-    from playwright.sync_api import expect
-
     shutil.copy(EXAMPLES / "support_tickets.ipynb", lab.root / NOTEBOOK)
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
-    failures: list[str] = []
-    page.on("requestfailed", lambda r: failures.append(f"{r.method} {r.url}: {r.failure}"))
-    page.on("response", lambda r: r.status >= 400 and failures.append(f"HTTP {r.status} {r.url}"))
-    page.on("console", lambda m: m.type == "error" and failures.append(f"console: {m.text}"))
-    page.failures = failures  # read by the last test
-    page.goto(f"{lab.base}/lab/workspaces/states/tree/{NOTEBOOK}?reset&token={lab.token}")
-    page.wait_for_selector("#jupyterlab-splash", state="detached")
-    expect(page.locator(".jp-NotebookPanel .jp-Cell").first).to_be_visible()
-    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle")
-    yield page
-    context.close()
-
-
-def panel(page: Any) -> Any:
-    return page.locator("#nbento-panel")
+    with open_notebook(browser, lab, f"/lab/workspaces/states/tree/{NOTEBOOK}?reset") as page:
+        yield page
 
 
 def server_section(page: Any) -> Any:
     return panel(page).locator(".nbento-section-server")
-
-
-def cell(page: Any, index: int) -> Any:
-    return page.locator(".jp-NotebookPanel .jp-Cell").nth(index)
 
 
 def theme_colour(page: Any, variable: str) -> str:
