@@ -1,22 +1,27 @@
 """Browser-test fixtures: one JupyterLab (token auth on) and one headless Debian Chromium per
 session, the support-tickets example copied into the server root, its model saved in the
 server's NBENTO_HOME. Screenshots go to tests/artifacts/browser/. `open_notebook` is the one
-way a test module opens its page; `panel`, `cell` and `widen_left_area` are what they share."""
+way a test module opens its page; `write_example`, `send_load`, `panel`, `cell` and
+`widen_left_area` are the other helpers the modules share."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from tests.conftest import require
 from tests.jupyter_ext.lab_server import (
+    EXAMPLES,
     LabServer,
     copy_example,
     jupyter_server,
@@ -155,3 +160,41 @@ def widen_left_area(page: Any, width: int) -> None:
     page.mouse.down()
     page.mouse.move(width, box["y"] + 200, steps=5)
     page.mouse.up()
+
+
+def write_example(root: Path, name: str, cells: dict[str, str], at: int | None = None) -> Path:
+    """examples/support_tickets.ipynb without its final `%nbento stop`, with `cells` (cell id ->
+    source) inserted at index `at` (appended by default), written as `root/name`."""
+    import nbformat
+    from nbformat.v4 import new_code_cell
+
+    nb = nbformat.read(str(EXAMPLES / "support_tickets.ipynb"), as_version=4)
+    assert "".join(nb.cells[-1].source).strip() == "%nbento stop"
+    nb.cells.pop()
+    added = []
+    for cell_id, source in cells.items():
+        cell = new_code_cell(source)
+        cell["id"] = cell_id
+        added.append(cell)
+    position = len(nb.cells) if at is None else at
+    nb.cells[position:position] = added
+    path = root / name
+    nbformat.write(nb, str(path))
+    return path
+
+
+def send_load(url: str, body: Any, seconds: float, clients: int = 8) -> int:
+    """`clients` concurrent clients POSTing `body` to `url/classify` for `seconds` (so batches
+    form); the OK count. Tests talk to the service port itself; the browser only ever sees the
+    Jupyter server."""
+    deadline = time.monotonic() + seconds
+
+    def client(_: int) -> int:
+        ok = 0
+        with httpx.Client(trust_env=False, timeout=30) as http:
+            while time.monotonic() < deadline:
+                ok += http.post(f"{url}/classify", json=body).status_code == 200
+        return ok
+
+    with ThreadPoolExecutor(clients) as pool:
+        return sum(pool.map(client, range(clients)))

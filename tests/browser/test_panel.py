@@ -9,14 +9,13 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.browser.conftest import open_notebook, panel, widen_left_area
+from tests.browser.conftest import open_notebook, panel, send_load, widen_left_area
 from tests.jupyter_ext.lab_server import LabServer
 
 
@@ -153,28 +152,12 @@ def test_a_broken_save_shows_the_reload_error_in_plain_words(page: Any, lab: Lab
     assert "boom" not in (lab.root / "support_tickets.ipynb").read_text()
 
 
-def _traffic(url: str, seconds: float, workers: int = 8) -> int:
-    """Concurrent clients for `seconds` (so batches form); returns the OK count. The test
-    talks to the service port itself; the browser only ever sees the Jupyter server."""
-    texts = ["I was charged twice", "The app crashes on upload", "Where is my parcel?"]
-    deadline = time.monotonic() + seconds
-
-    def client(_: int) -> int:
-        ok = 0
-        with httpx.Client(trust_env=False, timeout=30) as http:
-            while time.monotonic() < deadline:
-                ok += http.post(f"{url}/classify", json=texts).status_code == 200
-        return ok
-
-    with ThreadPoolExecutor(workers) as pool:
-        return sum(pool.map(client, range(workers)))
-
-
 def test_batching_chart_draws_while_requests_flow(page: Any, artifacts: Path) -> None:
     from playwright.sync_api import expect
 
     url = panel(page).locator(".nbento-server-url").inner_text().strip()
-    assert _traffic(url, seconds=8.0) > 0
+    assert send_load(url, ["I was charged twice", "The app crashes on upload", "Where is my parcel?"],
+                     seconds=8.0) > 0
     chart = panel(page).locator(".nbento-chart-latency")
     expect(chart.locator("path.nbento-chart-line").first).to_be_attached(timeout=30_000)
     assert int(chart.get_attribute("data-series-drawn") or 0) == 2  # p50 and p95

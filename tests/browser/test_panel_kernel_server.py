@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell
 
-from tests.browser.conftest import cell, open_notebook, panel, widen_left_area
-from tests.jupyter_ext.lab_server import EXAMPLES, LabServer
+from tests.browser.conftest import cell, open_notebook, panel, widen_left_area, write_example
+from tests.jupyter_ext.lab_server import LabServer
 
 NOTEBOOK = "tickets_kernel.ipynb"
 SERVICE = "tickets_kernel"
@@ -38,15 +36,7 @@ EXTRA_CELL = (
 
 def make_notebook(root: Path) -> Path:
     """The example without its final `%nbento stop`, plus one uncaptured API-shaped cell."""
-    nb = nbformat.read(str(EXAMPLES / "support_tickets.ipynb"), as_version=4)
-    assert "".join(nb.cells[-1].source).strip() == "%nbento stop"
-    nb.cells.pop()
-    cell = new_code_cell(EXTRA_CELL)
-    cell["id"] = "tickets-extra"
-    nb.cells.insert(TAGGED, cell)
-    path = root / NOTEBOOK
-    nbformat.write(nb, str(path))
-    return path
+    return write_example(root, NOTEBOOK, {"tickets-extra": EXTRA_CELL}, at=TAGGED)
 
 
 @pytest.fixture(scope="module")

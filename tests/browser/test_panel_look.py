@@ -17,9 +17,8 @@ from urllib.parse import urlsplit
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell
 
-from tests.browser.conftest import TIMEOUT_MS, open_notebook, panel
+from tests.browser.conftest import TIMEOUT_MS, open_notebook, panel, write_example
 from tests.jupyter_ext.lab_server import EXAMPLES, LabServer
 
 NOTEBOOK = "tickets_look.ipynb"
@@ -34,16 +33,7 @@ PLAIN = 'print("not captured")'
 
 def make_notebook(root: Path) -> Path:
     """The example without its final `%nbento stop`, with a second API and a plain cell."""
-    nb = nbformat.read(str(EXAMPLES / "support_tickets.ipynb"), as_version=4)
-    nb.cells.pop()
-    api = new_code_cell(SECOND_API)
-    api["id"] = "look-api"
-    plain = new_code_cell(PLAIN)
-    plain["id"] = "look-plain"
-    nb.cells += [api, plain]
-    path = root / NOTEBOOK
-    nbformat.write(nb, str(path))
-    return path
+    return write_example(root, NOTEBOOK, {"look-api": SECOND_API, "look-plain": PLAIN})
 
 
 @pytest.fixture(scope="module")

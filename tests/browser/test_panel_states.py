@@ -17,15 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.browser.conftest import cell, open_notebook, panel, widen_left_area
+from tests.browser.conftest import cell, open_notebook, panel, send_load, widen_left_area
 from tests.jupyter_ext.lab_server import EXAMPLES, LabServer
 
 NOTEBOOK = "tickets_states.ipynb"
 API_CELL = 6
 BOOM = "raise RuntimeError('boom from the states test')"
+LOAD_BODY = {"texts": ["I was charged twice", "The app crashes on upload", "Where is my parcel?"]}
 
 
 @pytest.fixture(scope="module")
@@ -143,22 +143,6 @@ def test_re_running_the_fixed_cell_clears_the_error(page: Any, lab: LabServer) -
         time.sleep(0.2)
 
 
-def _load(url: str, seconds: float, clients: int) -> int:
-    """`clients` concurrent clients for `seconds`, each request 3 texts; the OK count."""
-    texts = ["I was charged twice", "The app crashes on upload", "Where is my parcel?"]
-    deadline = time.monotonic() + seconds
-
-    def client(_: int) -> int:
-        ok = 0
-        with httpx.Client(trust_env=False, timeout=30) as http:
-            while time.monotonic() < deadline:
-                ok += http.post(f"{url}/classify", json={"texts": texts}).status_code == 200
-        return ok
-
-    with ThreadPoolExecutor(clients) as pool:
-        return sum(pool.map(client, range(clients)))
-
-
 def test_charts_show_live_numbers_during_a_load(page: Any, artifacts: Path) -> None:
     from playwright.sync_api import expect
 
@@ -166,7 +150,7 @@ def test_charts_show_live_numbers_during_a_load(page: Any, artifacts: Path) -> N
     url = server_section(page).locator(".nbento-server-url").inner_text().strip()
     page.wait_for_timeout(20_000)  # idle time before the load must not shrink the chart
     with ThreadPoolExecutor(1) as background:
-        load = background.submit(_load, url, 14.0, 8)
+        load = background.submit(send_load, url, LOAD_BODY, 14.0, 8)
         # live figures of the last interval, read while the load runs
         expect(batching.locator(".nbento-live-p95")).to_have_text(re.compile(r"^\d+(\.\d+)? ms$"))
         expect(batching.locator(".nbento-live-rps")).to_have_text(re.compile(r"^\d+(\.\d+)? req/s$"))
@@ -196,7 +180,7 @@ def test_charts_show_live_numbers_during_a_load(page: Any, artifacts: Path) -> N
 
     # one client at a time: batches cannot grow, and the panel says why
     with ThreadPoolExecutor(1) as background:
-        load = background.submit(_load, url, 10.0, 1)
+        load = background.submit(send_load, url, LOAD_BODY, 10.0, 1)
         expect(batching.locator(".nbento-batch-reason")).to_contain_text("one client", timeout=9_000)
         load.result()
 
