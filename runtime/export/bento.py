@@ -259,7 +259,7 @@ def _copy_models(
     itself (`load("NAME:latest")`), resolved now so `latest` never ships: the Bento's store
     holds exactly these versions. Checksums are verified on the way; sizes and times are
     reported. Returns the bento.yaml entries and framework -> model."""
-    from runtime.store.model_store import Model, get
+    from runtime.store.model_store import get
 
     models: dict[str, BentoModel] = {}
     runners: list[BentoRunner] = []
