@@ -333,6 +333,11 @@ def _serve(magics: NbentoMagics, args: list[str]) -> None:
     magics.server = server
     print(f"serving {state.service_name} at {server.url}  (docs: {server.url}/docs"
           f"{', reload on' if ns.reload else ''})")
+    from jupyter_ext.kernel.jupyter_link import docs_link, find_jupyter_server
+
+    docs = docs_link(server.url, find_jupyter_server())
+    if docs.via_jupyter:
+        print(f"/docs through Jupyter, for a browser on another machine: {docs.href}")
 
 
 @command("stop", "stop the background server")
