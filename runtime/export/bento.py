@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from runtime import __version__
-from runtime.errors import BuildError, ChecksumMismatch
+from runtime.errors import BuildError, ChecksumMismatch, ModelNotFound
 from runtime.export.bento_docs import render_readme
 from runtime.export.bento_src import refuse_free_names, select_files, service_manifest
 from runtime.export.bento_store import (
@@ -289,7 +289,11 @@ def _copy_models(
         )
     for shipped in loads:
         assert shipped.load.tag is not None  # shipped_loads refused the others
-        tag = copy(get(shipped.load.tag))
+        try:
+            loaded = get(shipped.load.tag)
+        except ModelNotFound as exc:
+            raise ModelNotFound(f"{exc}; {shipped.where} loads it: {shipped.load.call}") from None
+        tag = copy(loaded)
         report(f"pinned {shipped.load.tag} -> {tag}, loaded by {shipped.where}")
     return list(models.values()), runners, frameworks
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from runtime.errors import BuildError
+from runtime.errors import BuildError, ModelNotFound
 from runtime.export.bento import build_bento
 from runtime.export.model_loads import find_model_loads
 from runtime.store.model_store import ModelStore
@@ -81,6 +81,16 @@ def test_a_tag_known_only_at_run_time_is_refused(
     assert "service.py line 6: nbento.load(os.environ['TAG'])" in message
     assert 'runner("NAME:latest")' in message
     assert not list((nbento_home / "bentos").glob("*/*"))  # nothing half-built left
+
+
+def test_a_missing_model_names_the_line_that_loads_it(tmp_path: Path, nbento_home: Path) -> None:
+    src = _service(
+        tmp_path / "svc",
+        "scale = 2.0\ndef lazy():\n    return nbento.load('absent:latest')",
+    )
+    with pytest.raises(ModelNotFound) as err:
+        build_bento(src)
+    assert "service.py line 7 loads it: nbento.load('absent:latest')" in str(err.value)
 
 
 def test_the_refusal_names_the_notebook_cell(tmp_path: Path, nbento_home: Path) -> None:
