@@ -255,8 +255,8 @@ class NbentoMagics(Magics):
             print(f"runner {name} now serves {tag} (loaded in {info.get('load_seconds') or 0:.1f} s)")
 
     def _warn_free_names(self) -> None:
-        for free in self.state.free_names():  # `nbento build` refuses these
-            print(f"nbento: warning: {free.message}", file=sys.stderr)
+        for message in self.state.build_warnings():  # `nbento build` refuses these
+            print(f"nbento: warning: {message}", file=sys.stderr)
 
     def _publish(self, started: float) -> None:
         """Write the module; with a reloading server up, wait until it serves the new code."""
