@@ -34,7 +34,8 @@ from jupyter_ext.capture.cells import (
 )
 from jupyter_ext.capture.free_names import FreeName, find_free_names
 from jupyter_ext.capture.offline import FileCell, captured_file_cells, read_notebook_cells
-from jupyter_ext.capture.render import WrittenService, write_service
+from jupyter_ext.capture.render import WrittenService, cell_line, render_module, write_service
+from runtime.export.model_loads import find_model_loads
 
 
 def _same_code(a: str, b: str) -> bool:
@@ -217,6 +218,25 @@ class LiveCapture:
         """Names the service uses that no captured cell defines (what `nbento build` refuses)."""
         captured = self.ordered()
         return find_free_names(captured, self._uncaptured(captured))
+
+    def build_warnings(self) -> list[str]:
+        """What `nbento build` would refuse, in plain words: names no captured cell defines,
+        and models loaded from the store by a tag the build cannot pin."""
+        captured = self.ordered()
+        warnings = [free.message for free in self.free_names()]
+        if not any(c.kind != "model" for c in captured):
+            return warnings
+        text = render_module(captured, self.service_name)
+        for load in find_model_loads(text):
+            if load.tag is None:
+                where = cell_line(captured, text, load.line)
+                label = f"{where[0].label} line {where[1]}" if where else f"line {load.line}"
+                warnings.append(
+                    f"{label} loads a model by a tag known only when it runs ({load.call}), "
+                    f"so `nbento build` cannot pin it into the Bento and refuses; write the tag "
+                    f'as a literal (load("NAME:latest")) or use runner("NAME:latest")'
+                )
+        return warnings
 
     def record(self, cell: CapturedCell) -> None:
         if cell.cell_id not in self._order:

@@ -255,8 +255,8 @@ class NbentoMagics(Magics):
             print(f"runner {name} now serves {tag} (loaded in {info.get('load_seconds') or 0:.1f} s)")
 
     def _warn_free_names(self) -> None:
-        for free in self.state.free_names():  # `nbento build` refuses these
-            print(f"nbento: warning: {free.message}", file=sys.stderr)
+        for message in self.state.build_warnings():  # `nbento build` refuses these
+            print(f"nbento: warning: {message}", file=sys.stderr)
 
     def _publish(self, started: float) -> None:
         """Write the module; with a reloading server up, wait until it serves the new code."""
@@ -333,6 +333,11 @@ def _serve(magics: NbentoMagics, args: list[str]) -> None:
     magics.server = server
     print(f"serving {state.service_name} at {server.url}  (docs: {server.url}/docs"
           f"{', reload on' if ns.reload else ''})")
+    from jupyter_ext.kernel.jupyter_link import docs_link, find_jupyter_server
+
+    docs = docs_link(server.url, find_jupyter_server())
+    if docs.via_jupyter:
+        print(f"/docs through Jupyter, for a browser on another machine: {docs.href}")
 
 
 @command("stop", "stop the background server")

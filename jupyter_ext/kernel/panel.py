@@ -20,6 +20,7 @@ from jupyter_ext.actions.dev_servers import api_forms, call_api, plain_reload_er
 from jupyter_ext.actions.export_job import ExportOptions, export_service
 from jupyter_ext.actions.jobs import JobRegistry, default_jobs
 from jupyter_ext.kernel.durations import human_ms
+from jupyter_ext.kernel.jupyter_link import docs_link, find_jupyter_server
 from runtime.errors import NbentoError
 from runtime.store.artifacts import human_size
 
@@ -136,9 +137,11 @@ class ServerSection:
             return
         status = self.backend.server_status() or {}
         error = plain_reload_error(status.get("last_error"))
+        docs = docs_link(url, find_jupyter_server())
+        note = f" <small>({html.escape(docs.note)})</small>" if docs.note else ""
         parts = [
-            f"<b>running</b> at <a href='{html.escape(url)}' target='_blank'>{html.escape(url)}</a>"
-            f" (<a href='{html.escape(url)}/docs' target='_blank'>/docs</a>)",
+            f"<b>running</b> at <code>{html.escape(url)}</code>"
+            f" (<a href='{html.escape(docs.href)}' target='_blank'>/docs</a>){note}",
             f"PID {status.get('pid', '?')}, generation {status.get('generation', '-')}, "
             f"{html.escape(reload_text(status))}",
         ]

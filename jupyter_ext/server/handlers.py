@@ -40,7 +40,7 @@ from jupyter_ext.actions.dev_servers import ServerNotFound, api_forms, call_api,
 from jupyter_ext.actions.export_job import ExportOptions, export_notebook
 from jupyter_ext.actions.jobs import default_jobs
 from jupyter_ext.actions.notebook_paths import HiddenNotebook, hidden_part, refuse_hidden
-from jupyter_ext.server.proxy import proxy_routes
+from jupyter_ext.server.proxy import proxy_routes, session_notebooks
 from runtime.errors import ModelNotFound, NbentoError
 
 AUTH_RESOURCE = "nbento"
@@ -198,14 +198,7 @@ def _server_json(handler: NbentoHandler, described: dict[str, Any]) -> dict[str,
 class ServersHandler(NbentoHandler):
     async def open_notebooks(self) -> list[Path]:
         """The notebooks with a kernel session: where a kernel may have started a server."""
-        root = self.root_dir()
-        found = []
-        for session in await self.session_manager.list_sessions():
-            rel = str(session.get("path") or "")
-            path = (root / rel.lstrip("/")).resolve()
-            if rel.endswith(".ipynb") and (root in path.parents) and path.is_file():
-                found.append(path)
-        return found
+        return await session_notebooks(self)
 
     @tornado.web.authenticated
     @authorized

@@ -13,8 +13,10 @@ this process has one.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -99,8 +101,20 @@ class ProxyHandler(JupyterHandler):
         uri = self.request.uri or ""
         return uri[len(prefix):] if uri.startswith(prefix) else ""
 
+    async def _find(self, key: str) -> DevServer:
+        """The server named by `key`; one a kernel started (`%nbento serve`, the widget panel,
+        which links here) is adopted on first use, as listing the servers would."""
+        try:
+            return find_server(key)
+        except tornado.web.HTTPError as exc:
+            if exc.status_code != 404:
+                raise
+        notebooks = await session_notebooks(self)
+        await asyncio.to_thread(default_servers.discover, notebooks)
+        return find_server(key)
+
     async def _forward(self, key: str, path: str) -> None:
-        server = find_server(key)
+        server = await self._find(key)
         if not is_loopback_url(server.url):
             raise tornado.web.HTTPError(
                 403, f"server {server.id} listens on {server.url}, not on a loopback address; "
@@ -151,6 +165,19 @@ class ProxyHandler(JupyterHandler):
         if isinstance(doc, dict):
             doc["servers"] = [{"url": self._prefix(key), "description": "through Jupyter"}]
         return json.dumps(doc).encode()
+
+
+async def session_notebooks(handler: JupyterHandler) -> list[Path]:
+    """The notebooks with a kernel session: where a kernel may have started a server."""
+    root = handler.settings.get("server_root_dir") or handler.contents_manager.root_dir
+    root_dir = Path(str(root)).expanduser().resolve()
+    found = []
+    for session in await handler.session_manager.list_sessions():
+        rel = str(session.get("path") or "")
+        path = (root_dir / rel.lstrip("/")).resolve()
+        if rel.endswith(".ipynb") and (root_dir in path.parents) and path.is_file():
+            found.append(path)
+    return found
 
 
 def proxy_routes(base_url: str) -> list[tuple[str, type[JupyterHandler]]]:

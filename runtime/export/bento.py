@@ -18,15 +18,15 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from runtime import __version__
-from runtime.errors import BuildError, ChecksumMismatch
+from runtime.errors import BuildError, ChecksumMismatch, ModelNotFound
 from runtime.export.bento_docs import render_readme
 from runtime.export.bento_src import refuse_free_names, select_files, service_manifest
 from runtime.export.bento_store import (
@@ -46,13 +46,18 @@ from runtime.export.bentoml_service import finish_for_bentoml
 from runtime.export.dockerfile import DockerOptions, render_dockerfile, serve_command
 from runtime.export.golden import GOLDEN_FILE, Golden, ship_goldens
 from runtime.export.golden_replay import cell_labels, replay_served
+from runtime.export.model_loads import ShippedLoad, shipped_loads
 from runtime.export.requirements import pickled_modules, resolve_requirements
+from runtime.export.secret_scan import CellMap
 from runtime.service.definition import Service, load_service
 from runtime.service.sources import SERVICE_MODULE, ServiceSource, resolve_source
 from runtime.serving.effective import effective_settings
 from runtime.settings import DEPLOYMENT_KEYS, ServerConfig, resolve_settings
 from runtime.store.artifacts import human_size
 from runtime.tags import new_version, validate_name
+
+if TYPE_CHECKING:
+    from runtime.store.model_store import Model
 
 TMP_PREFIX = ".tmp-"
 _MIB = 1024 * 1024
@@ -97,6 +102,7 @@ def build_bento(
     py_version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     image = base_image or f"python:{py_version}-slim"
     files = select_files(entry, include or (), exclude or ())
+    loads = shipped_loads(files, CellMap.from_manifest(manifest))
     target_entry = _target_entry_name(service, entry)
     server_config = _build_settings(config)
 
@@ -112,7 +118,7 @@ def build_bento(
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)
         report(f"copied {len(files)} source file(s) into src/ ({human_size(_tree_size(tmp / 'src'))})")
-        models, runners, frameworks = _copy_models(service, tmp / "models", report)
+        models, runners, frameworks = _copy_models(service, tmp / "models", report, loads)
         settings_view = effective_settings(server_config, service)
         _record_batching(runners, settings_view)
         report("pinning Python requirements (and building the nbento wheel)...")
@@ -246,58 +252,28 @@ def _sha256(path: Path) -> str:
 
 
 def _copy_models(
-    service: Service, dest: Path, report: Callable[[str], None]
+    service: Service, dest: Path, report: Callable[[str], None],
+    loads: Sequence[ShippedLoad] = (),
 ) -> tuple[list[BentoModel], list[BentoRunner], dict[str, str]]:
-    """Copy each runner's model version (resolved now, so `latest` never ships) with its
-    checksums verified on the way, reporting size and time. Returns the bento.yaml entries
-    and framework -> model."""
+    """Copy each runner's model version, and each version the code loads from the store
+    itself (`load("NAME:latest")`), resolved now so `latest` never ships: the Bento's store
+    holds exactly these versions. Checksums are verified on the way; sizes and times are
+    reported. Returns the bento.yaml entries and framework -> model."""
     from runtime.store.model_store import get
 
     models: dict[str, BentoModel] = {}
     runners: list[BentoRunner] = []
     frameworks: dict[str, str] = {}
-    for runner_name, handle in sorted(service.runners.items()):
-        model = get(handle.tag)
+
+    def copy(model: Model) -> str:
         tag = str(model.tag)
         if tag not in models:
-            copy_started = time.perf_counter()
-            target = dest / model.tag.name / str(model.tag.version)
-            target.mkdir(parents=True)
-            for rel, expected in model.info.files.items():
-                src_file = model.path / rel
-                out = target / rel
-                out.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src_file, out)
-                if _sha256(out) != expected:
-                    raise ChecksumMismatch(
-                        f"model {tag}: {rel} does not match the checksum recorded when it was "
-                        f"saved; the store copy is damaged, save the model again"
-                    )
-            shutil.copyfile(model.path / "model.yaml", target / "model.yaml")
-            report(f"copying model {tag}... {human_size(model.info.size_bytes)} in "
-                   f"{time.perf_counter() - copy_started:.1f} s (checksums verified)")
-            models[tag] = BentoModel(
-                tag=tag,
-                framework=model.info.framework.name,
-                framework_version=model.info.framework.version,
-                size_bytes=model.info.size_bytes,
-                model_yaml_sha256=_sha256(target / "model.yaml"),
-            )
-            frameworks.setdefault(model.info.framework.name, tag)
-            # The artifact format may need its own package (sklearn models saved with skops),
-            # and a pickle needs the modules it refers to.
-            fmt = model.info.options.get("format")
-            if isinstance(fmt, str):
-                frameworks.setdefault(fmt, tag)
-            needed = model.info.options.get("versions")  # what loading needs, e.g. safetensors
-            for module in sorted(needed) if isinstance(needed, dict) else ():
-                frameworks.setdefault(str(module), tag)
-            for rel in model.info.files:
-                for module in sorted(pickled_modules(target / rel)):
-                    frameworks.setdefault(module, tag)
-            serializer_root = model.info.module.split(".")[0]
-            if serializer_root not in ("runtime", "jupyter_ext"):
-                frameworks.setdefault(serializer_root, tag)
+            models[tag] = _copy_model(model, dest, report, frameworks)
+        return tag
+
+    for runner_name, handle in sorted(service.runners.items()):
+        model = get(handle.tag)
+        tag = copy(model)
         methods = {
             method: RunnerMethod(batchable=signature.batchable, batch_dim=signature.batch_dim)
             for method, signature in sorted(model.info.signatures.items())
@@ -311,7 +287,61 @@ def _copy_models(
                 resources=Resources(cpu="1", memory=f"{memory_mib}Mi"),
             )
         )
+    for shipped in loads:
+        assert shipped.load.tag is not None  # shipped_loads refused the others
+        try:
+            loaded = get(shipped.load.tag)
+        except ModelNotFound as exc:
+            raise ModelNotFound(f"{exc}; {shipped.where} loads it: {shipped.load.call}") from None
+        tag = copy(loaded)
+        report(f"pinned {shipped.load.tag} -> {tag}, loaded by {shipped.where}")
     return list(models.values()), runners, frameworks
+
+
+def _copy_model(
+    model: Model, dest: Path, report: Callable[[str], None], frameworks: dict[str, str]
+) -> BentoModel:
+    """Copy one model version into the Bento's store, checksums verified, and note the
+    packages loading it needs in `frameworks`."""
+    tag = str(model.tag)
+    copy_started = time.perf_counter()
+    target = dest / model.tag.name / str(model.tag.version)
+    target.mkdir(parents=True)
+    for rel, expected in model.info.files.items():
+        src_file = model.path / rel
+        out = target / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src_file, out)
+        if _sha256(out) != expected:
+            raise ChecksumMismatch(
+                f"model {tag}: {rel} does not match the checksum recorded when it was "
+                f"saved; the store copy is damaged, save the model again"
+            )
+    shutil.copyfile(model.path / "model.yaml", target / "model.yaml")
+    report(f"copying model {tag}... {human_size(model.info.size_bytes)} in "
+           f"{time.perf_counter() - copy_started:.1f} s (checksums verified)")
+    frameworks.setdefault(model.info.framework.name, tag)
+    # The artifact format may need its own package (sklearn models saved with skops),
+    # and a pickle needs the modules it refers to.
+    fmt = model.info.options.get("format")
+    if isinstance(fmt, str):
+        frameworks.setdefault(fmt, tag)
+    needed = model.info.options.get("versions")  # what loading needs, e.g. safetensors
+    for module in sorted(needed) if isinstance(needed, dict) else ():
+        frameworks.setdefault(str(module), tag)
+    for rel in model.info.files:
+        for module in sorted(pickled_modules(target / rel)):
+            frameworks.setdefault(module, tag)
+    serializer_root = model.info.module.split(".")[0]
+    if serializer_root not in ("runtime", "jupyter_ext"):
+        frameworks.setdefault(serializer_root, tag)
+    return BentoModel(
+        tag=tag,
+        framework=model.info.framework.name,
+        framework_version=model.info.framework.version,
+        size_bytes=model.info.size_bytes,
+        model_yaml_sha256=_sha256(target / "model.yaml"),
+    )
 
 
 def _build_settings(config: str | Path | ServerConfig | None) -> ServerConfig:

@@ -83,10 +83,11 @@ def save_support_classifier(home: Path) -> str:
 @contextmanager
 def jupyter_server(
     tmp: Path, *, lab: bool = False, token: str = "nbento-test-token",
-    extensions: str = "{'nbento': True}", extra_args: Sequence[str] = (),
+    extensions: str = "{'nbento': True}", extra_args: Sequence[str] = (), base_url: str = "/",
 ) -> Iterator[LabServer]:
     """Start `jupyter server` (or `jupyter lab`) with nbento's server extension (by the name
-    the wheel's config enables) and stop it by its PID afterwards."""
+    the wheel's config enables) and stop it by its PID afterwards. `base_url` is Jupyter's
+    (`/user/NAME/` under JupyterHub); `LabServer.base` includes it."""
     root, home, settings = tmp / "root", tmp / "nbento-home", tmp / "settings"
     for folder in (root, home, settings):
         folder.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,7 @@ def jupyter_server(
         sys.executable, *app, "--no-browser", "--allow-root", f"--port={port}",
         "--port_retries=0", "--ip=127.0.0.1", f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}", f"--ServerApp.jpserver_extensions={extensions}",
-        *extra_args,
+        f"--ServerApp.base_url={base_url}", *extra_args,
     ]
     if lab:
         args += [f"--LabApp.user_settings_dir={settings}",
@@ -110,7 +111,7 @@ def jupyter_server(
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with open(log, "wb") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
-    server = LabServer(f"http://127.0.0.1:{port}", token, root, home, process, log)
+    server = LabServer(f"http://127.0.0.1:{port}{base_url.rstrip('/')}", token, root, home, process, log)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
