@@ -35,7 +35,7 @@ ENV_PREFIX = "NBENTO_"
 # NBENTO_* variables that are not server settings (read elsewhere).
 NOT_SETTINGS = frozenset({
     "NBENTO_HOME", "NBENTO_CONFIG", "NBENTO_TIMING", "NBENTO_TEST_CACHE", "NBENTO_LOG_LEVEL",
-    "NBENTO_API_TOKEN", "NBENTO_API_TOKEN_FILE",
+    "NBENTO_API_TOKEN", "NBENTO_API_TOKEN_FILE", "NBENTO_TRUST_DIR", "NBENTO_TRUSTED_STORE",
 })
 # Listen address, dev mode, reload and the runner map belong to one deployment, not to a Bento.
 DEPLOYMENT_KEYS = frozenset({"host", "port", "dev", "reload", "runner_map"})

@@ -132,6 +132,18 @@ def test_an_env_name_that_is_no_setting_is_reported(
     assert config.sources == []
 
 
+@pytest.mark.parametrize("name", ["NBENTO_TRUST_DIR", "NBENTO_TRUSTED_STORE", "NBENTO_API_TOKEN"])
+def test_variables_read_elsewhere_are_not_reported(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The image sets NBENTO_TRUSTED_STORE and golden replay NBENTO_TRUST_DIR: neither is a
+    server setting, and neither may print a warning at every start."""
+    monkeypatch.setenv(name, str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="nbento.settings"):
+        resolve_settings()
+    assert "names no setting" not in caplog.text
+
+
 def test_env_layer_can_be_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NBENTO_API_THREADS", "3")
     monkeypatch.setenv("NBENTO_RUNNER_MAP", "")  # empty: unset
