@@ -477,7 +477,13 @@ def backend_for_magics(magics: NbentoMagics) -> Any:
 
     def status() -> dict[str, Any] | None:
         server = magics.server
-        return server.status() if server is not None and server.running else None
+        if server is None or not server.running:
+            return None
+        data = server.status()
+        if data is not None:
+            # a server without --dev/--reload trims its pid from the status; the kernel knows it
+            data.setdefault("pid", server.pid)
+        return data
 
     return PanelBackend(
         service_folder=lambda: magics.state.write().folder,

@@ -55,3 +55,5 @@ def test_call_and_try_it_send_the_token(
     assert answer is not None and answer["status"] == 200, panel.tryit.answer.value
     assert answer["body"] == {"labels": ["yes"]}
     assert "running" in panel.server.info.value  # the status probe sent it too
+    # without --reload the server trims its pid from the status; the panel shows the kernel's
+    assert f"PID {magics.server.pid}," in panel.server.info.value, panel.server.info.value
