@@ -317,6 +317,11 @@ async def sample_processes(watch: ProcessWatch, base: str, seconds: float, t0: f
     events.scrapes.append((loop.time() - t0, await asyncio.to_thread(reload_counts, base)))
 
 
+async def warm_up(port: int, rate: float, max_conns: int) -> None:
+    """10 s at the soak's rate first, so minute 1 does not measure the batchers' cold start."""
+    await OpenLoop(port, rate, max_conns).run(10.0, asyncio.get_running_loop().time())
+
+
 async def soak(port: int, pid: int, service: Path, rate: float, seconds: float,
                args: argparse.Namespace) -> tuple[OpenLoop, Events]:
     load = OpenLoop(port, rate, args.max_connections)
@@ -420,6 +425,10 @@ def report(load: OpenLoop, events: Events, seconds: float, capacity: str, rate: 
     main_growth = (statistics.median(mains[-10:]) - statistics.median(mains[:10])) if mains else 0
     sent = len(load.records)
     ok_count = sum(1 for r in load.records if r.status == 200)
+    inside_lat = [r.latency * 1000 for r in load.records
+                  if r.status == 200 and events.in_bad_window(r.due)]
+    outside_lat = [r.latency * 1000 for r in load.records
+                   if r.status == 200 and not events.in_bad_window(r.due)]
     steady = max(p95s) / min(p95s) if p95s and min(p95s) > 0 else float("nan")
     whole = (samples[-1].cpu_main - samples[0].cpu_main, samples[-1].cpu_workers -
              samples[0].cpu_workers, samples[-1].cpu_generator - samples[0].cpu_generator)
@@ -447,7 +456,8 @@ def report(load: OpenLoop, events: Events, seconds: float, capacity: str, rate: 
         f"({whole[2] * 1000 / max(1, sent):.2f} ms per request); "
         f"{(whole[0] + whole[1] + whole[2]) / max(1.0, span):.2f} of {os.cpu_count()} cores busy",
         f"errors outside the bad reloads' windows: {outside_total} {kinds or '(none)'}; "
-        f"inside them: {inside_total} {inside_kinds or '(none)'}",
+        f"inside them: {inside_total} {inside_kinds or '(none)'}; p95 of the 200s inside them "
+        f"{pct(inside_lat, 0.95):.0f} ms, outside {pct(outside_lat, 0.95):.0f} ms",
         f"RSS (server main + workers): {first_rss / 2**20:.0f} MB at the start, "
         f"{last_rss / 2**20:.0f} MB at the end ({growth:+.1f}%), peak "
         f"{max(totals or [0]) / 2**20:.0f} MB; main process {main_growth / 2**20:+.1f} MB "
@@ -637,7 +647,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 capacity = f"no open-loop step held, down to {0.4 * upper:.1f} req/s"
                 rate = args.fraction * 0.4 * upper
-        print(f"soaking {args.minutes:g} min at {rate:.1f} req/s ...", file=sys.stderr, flush=True)
+        print(f"warming up 10 s, then soaking {args.minutes:g} min at {rate:.1f} req/s ...",
+              file=sys.stderr, flush=True)
+        run_loop(warm_up(port, rate, args.max_connections))
         load, events = run_loop(soak(port, server.proc.pid, folder / "service.py", rate,
                                      seconds, args))
     finally:
