@@ -36,6 +36,10 @@ REJECTED = Counter(
     "nbento_runner_rejected_total", "rows refused because the queue was full", ["runner", "method"]
 )
 RELOADS = Counter("nbento_reloads_total", "service code reloads", ["result"])
+RELOAD_CPU = Counter(
+    "nbento_reload_cpu_seconds",
+    "CPU time reloads spent importing, compiling and resolving settings (thread CPU time)",
+)
 # The split layout's API server, per runner replica it calls (runtime.serving.balancer).
 REPLICA_CALLS = Counter(
     "nbento_runner_replica_calls_total",
