@@ -479,11 +479,8 @@ def backend_for_magics(magics: NbentoMagics) -> Any:
         server = magics.server
         if server is None or not server.running:
             return None
-        data = server.status()
-        if data is not None:
-            # a server without --dev/--reload trims its pid from the status; the kernel knows it
-            data.setdefault("pid", server.pid)
-        return data
+        data = server.status()  # a server without --reload trims its pid: the kernel knows it
+        return None if data is None else {"pid": server.pid, **data}
 
     return PanelBackend(
         service_folder=lambda: magics.state.write().folder,
