@@ -170,6 +170,7 @@ class _Child:
         self.calls = calls
         self.pid = -1
         self.forked = False
+        self.load_seconds: float | None = None  # ~0 for a forked worker: the template loaded
         self.alive = False
         self.exit_code: int | None = None
         self.open: dict[int, asyncio.Future[Any]] = {}
@@ -237,7 +238,8 @@ class _Child:
             )
         self.alive = True
         self._reader = asyncio.create_task(self._read_answers(on_exit))
-        return float(reply["ready"])
+        self.load_seconds = float(reply["ready"])
+        return self.load_seconds
 
     async def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         assert self._writer is not None
@@ -467,6 +469,9 @@ class ProcessWorkers:
             "spawn_reason": self.spawn_reason,
             "processes": {
                 "template": None if template is None else template.pid,
-                "workers": [{"pid": c.pid, "forked": c.forked} for c in self._children if c.alive],
+                "workers": [
+                    {"pid": c.pid, "forked": c.forked, "load_seconds": c.load_seconds}
+                    for c in self._children if c.alive
+                ],
             },
         }
