@@ -194,6 +194,10 @@ class Template:
         if self._reader is not None:
             self._reader.cancel()  # a stop, not a death: no replacement template
             await asyncio.gather(self._reader, return_exceptions=True)
+        closed = WorkerError(f"the template process of {self.tag} was stopped")
+        for answer in self._pending.values():
+            if not answer.done():
+                answer.set_exception(closed)
         if self._sock is not None:
             self._sock.close()
         if self.proc is not None and self.proc.returncode is None:

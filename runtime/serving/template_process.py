@@ -44,20 +44,46 @@ imported, so a user's `runtime.py` or `runtime/` next to the notebook cannot sha
 package (`python -m` would put it first), while PYTHONPATH and installed packages still count."""
 
 
+FORK_SAFE_THREADS = frozenset({"jemalloc_bg_thd"})
+"""Native threads (by their /proc comm name) that survive a fork by design: jemalloc (loaded by
+pyarrow, which scikit-learn's and transformers' imports pull in) takes its own locks in a
+pthread_atfork handler and restarts its background thread in the child when needed."""
+
+
 def thread_count_reason() -> str | None:
     """Why forking here is unsafe (another thread could hold a lock the child inherits), or
-    None when this process runs one thread."""
+    None when this process runs one thread (besides `FORK_SAFE_THREADS`)."""
     python_threads = threading.active_count()
+    others: list[str] = []
     try:
-        os_threads = len(os.listdir("/proc/self/task"))
-    except OSError:
-        os_threads = 1
-    if python_threads > 1 or os_threads > 1:
+        for task in os.listdir("/proc/self/task"):
+            if int(task) == threading.get_native_id():
+                continue
+            with open(f"/proc/self/task/{task}/comm", encoding="utf-8") as comm:
+                name = comm.read().strip()
+            if name not in FORK_SAFE_THREADS:
+                others.append(name)
+    except (OSError, ValueError):
+        pass
+    if python_threads > 1 or others:
+        names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
         return (
-            f"the template process runs {os_threads} OS threads ({python_threads} Python "
-            f"threads); forking a worker from it is unsafe"
+            f"the template process runs {len(others)} other OS threads ({', '.join(others)}) "
+            f"and {python_threads - 1} other Python threads ({names}); forking a worker from "
+            f"it is unsafe"
         )
     return None
+
+
+def stop_helper_threads() -> None:
+    """End the helper threads a model load leaves behind that are known to be idle: tqdm's
+    monitor (progress bars while the weights load) wakes every 10 s for bars nobody draws."""
+    monitor_class = getattr(sys.modules.get("tqdm._monitor"), "TMonitor", None)
+    if monitor_class is None:
+        return
+    for thread in threading.enumerate():
+        if isinstance(thread, monitor_class):
+            thread.exit()
 
 
 def _receive(control: socket.socket) -> tuple[int, int | None] | None:
@@ -136,6 +162,7 @@ def template_main(argv: list[str]) -> int:
     except Exception as exc:
         control.sendall(frame(READY_ID, {"err": error_body(exc)}))
         return 1
+    stop_helper_threads()
     # Everything loaded so far is for keeps: freeze it so no collection here or in a worker
     # touches those objects' pages.
     gc.collect()

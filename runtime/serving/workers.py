@@ -356,11 +356,15 @@ class ProcessWorkers:
             try:
                 return await child.fork(template, self._exited)
             except NotForkable as exc:
-                self.spawn_reason = str(exc)
-                log.warning("spawning worker processes of %s instead of forking: %s",
-                            self.tag, exc)
-                await template.aclose(5.0)
-                self.template = None
+                if self.spawn_reason is None:
+                    self.spawn_reason = str(exc)
+                    log.warning("spawning worker processes of %s instead of forking: %s",
+                                self.tag, exc)
+                if self.template is template:
+                    self.template = None
+                    await template.aclose(5.0)
+            except WorkerError as exc:  # the template went away meanwhile: no fork this time
+                log.warning("spawning a worker process of %s: %s", self.tag, exc)
         return await child.spawn(self._exited)
 
     async def run(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
