@@ -160,7 +160,9 @@ def test_killed_worker_processes_fail_fast_with_503_and_are_replaced(tmp_path: P
                 t.join(30)
         after = [entry for entry in log if entry[0] >= killed_at]
         assert [e for e in log if e[1] not in (200, 503)] == [], server.log()[-3000:]
-        failed = [e for e in after if e[1] == 503]
+        # The calls open on the killed workers (begun before the kill, answered after it); a
+        # fork replaces a worker within milliseconds, so later calls rarely see the gap.
+        failed = [e for e in log if e[1] == 503 and e[0] + e[2] >= killed_at]
         assert failed, "no call failed while every worker process was dead"
         assert all(e[3].split("|")[0].isdigit() and "worker_died" in e[3] for e in failed), failed[:3]
         assert max(e[2] for e in log) < 5.0, "a call waited on a dead worker instead of failing"
