@@ -22,6 +22,8 @@ import psutil
 import pytest
 
 from runtime import store
+from runtime.errors import WorkerError
+from runtime.serving.template import Template
 from runtime.serving.template_process import thread_count_reason
 from runtime.serving.workers import ProcessWorkers
 from tests.runtime.serving_support import REPO, ServerProcess, write_service
@@ -166,6 +168,17 @@ async def test_a_template_left_with_a_thread_is_not_forked_from_and_workers_load
         assert await _pids_answering(workers) <= set(workers.pids)
     finally:
         await workers.aclose(10)
+
+
+async def test_a_fork_asked_of_a_template_being_closed_fails_instead_of_hanging() -> None:
+    store.save_model("reporter", ThreadReporter(), signatures=SIGNATURES)
+    template = Template("reporter:latest", 1, 1)
+    await template.start(lambda _: None)
+    asking = asyncio.create_task(template.fork())
+    await asyncio.sleep(0)  # the request is sent; its answer is not read yet
+    await template.aclose(10)
+    with pytest.raises(WorkerError):
+        await asyncio.wait_for(asking, 10)
 
 
 def test_a_process_with_a_second_thread_is_not_forked_from() -> None:
