@@ -133,9 +133,11 @@ class Template:
         if waiting is None:
             return None
         try:
-            return await asyncio.wait_for(asyncio.shield(waiting), timeout)
+            code = await asyncio.wait_for(asyncio.shield(waiting), timeout)
         except asyncio.TimeoutError:
             return None
+        self._exits.pop(pid, None)  # one entry per live worker, not per fork ever made
+        return code
 
     def knows(self, pid: int) -> bool:
         """Whether `pid` is a worker of this template that has not been reported ended."""
