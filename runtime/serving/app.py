@@ -102,10 +102,10 @@ def create_app(host: ServiceHost, config: ServerConfig) -> FastAPI:
 
 
 def trimmed_status(status: dict[str, Any]) -> dict[str, Any]:
-    """`/_nbento/status` for a server without --dev: no pid, no runner URLs, no error text."""
+    """`/_nbento/status` for a server without --dev: no pids, no runner URLs, no error text."""
     status = {k: v for k, v in status.items() if k != "pid"}
     status["runners"] = {
-        name: {k: v for k, v in info.items() if k != "url"}
+        name: {k: v for k, v in info.items() if k not in ("url", "processes")}
         for name, info in (status.get("runners") or {}).items()
     }
     if status.get("last_error"):

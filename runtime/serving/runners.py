@@ -133,12 +133,9 @@ class Runner:
             "workers": self.workers.capacity,
             "threads": getattr(self.workers, "threads", None),
             "isolation": "process" if isinstance(self.workers, ProcessWorkers) else "thread",
-            # Worker processes started to replace dead ones (no pids: status may be public).
-            **(
-                {"replaced": self.workers.replaced}
-                if isinstance(self.workers, ProcessWorkers)
-                else {}
-            ),
+            # Replacements, the template and (under `processes`, left out of a public status)
+            # the pids of a process-isolated runner.
+            **(self.workers.status() if isinstance(self.workers, ProcessWorkers) else {}),
             "batchers": self._batchers.stats(),
             "settings": self.effective_batching(),
         }

@@ -1,5 +1,7 @@
-"""The worker process of `isolation: process` (`python -m runtime.serving.worker_process TAG
-THREADS CALLS`): load one model, then answer framed calls on stdin/stdout until stdin closes.
+"""The worker side of `isolation: process`: answer framed calls on one channel until it closes.
+A worker is normally forked from its runner's template process (`template_process.py`, the
+model already loaded) and talks over a socket; without a template it is started as `python -P -m
+runtime.serving.worker_process TAG THREADS CALLS`, loads the model itself and uses stdin/stdout.
 
 A frame is a header `>II` (body length, call id) and a body in the `runtime.serving.wire` format
 (msgpack, never pickle). Calls carry ids so that a worker may run `CALLS` of them at once (a model
@@ -26,7 +28,8 @@ HEADER = struct.Struct(">II")
 """(body length, call id) before every frame body, in both directions."""
 
 READY_ID = 0
-"""The id of the worker's first frame: `{"ready": load_seconds}` or `{"err": ...}`."""
+"""The id of the worker's first frame: `{"ready": load_seconds, "forked": bool}` or
+`{"err": ...}`."""
 
 
 def declared_method(obj: Any, signatures: Any, method: str, tag: object) -> Any:
@@ -88,30 +91,33 @@ class _Answers:
             self._out.flush()
 
 
-def worker_main(argv: list[str]) -> int:
-    """Child side: load the model, then answer framed calls until stdin closes."""
-    tag, threads = argv[0], int(argv[1])
-    calls = int(argv[2]) if len(argv) > 2 else 1
-    # The server decides when a worker stops (it closes stdin after draining its calls): a
-    # Ctrl-C or a SIGTERM sent to the whole process group must not kill the worker under the
-    # calls the server is still finishing. A dead server closes the pipe, which ends the loop.
+def ignore_stop_signals() -> None:
+    """The server decides when a worker stops (it closes the channel after draining its calls):
+    a Ctrl-C or a SIGTERM sent to the whole process group must not kill the worker under the
+    calls the server is still finishing. A dead server closes the channel, which ends the loop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # The protocol owns the real stdout; anything the model prints goes to stderr instead.
-    answers = _Answers(os.fdopen(os.dup(1), "wb"))
-    os.dup2(2, 1)
-    inp = os.fdopen(os.dup(0), "rb")
-    began = time.perf_counter()
-    try:
-        from runtime.store.model_store import get
 
-        model = get(tag)
-        obj = model.load()
-        set_torch_threads(threads)
-    except Exception as exc:
-        answers.send(READY_ID, {"err": error_body(exc)})
-        return 1
-    answers.send(READY_ID, {"ready": time.perf_counter() - began})
+
+def load_model(tag: str, threads: int) -> tuple[Any, Any]:
+    """(model ref, loaded object) for `tag`, with torch set to `threads` intra-op threads
+    before the model loads (a torch-backed serializer imports torch anyway)."""
+    from runtime.store.model_store import get
+
+    model = get(tag)
+    if model.info.serializer in {"torch", "transformers", "sentence-transformers"}:
+        import torch
+
+        torch.set_num_threads(threads)
+    obj = model.load()
+    set_torch_threads(threads)
+    return model, obj
+
+
+def serve_calls(
+    model: Any, obj: Any, threads: int, calls: int, inp: IO[bytes], answers: _Answers
+) -> int:
+    """Answer framed calls from `inp` until it closes (0), `calls` of them at once at most."""
 
     def answer(call_id: int, body: bytes) -> None:
         try:
@@ -149,9 +155,45 @@ def worker_main(argv: list[str]) -> int:
             pool.shutdown(wait=True)
 
 
+def worker_main(argv: list[str]) -> int:
+    """A spawned worker (no template): load the model, then answer framed calls on
+    stdin/stdout until stdin closes."""
+    tag, threads = argv[0], int(argv[1])
+    calls = int(argv[2]) if len(argv) > 2 else 1
+    ignore_stop_signals()
+    # The protocol owns the real stdout; anything the model prints goes to stderr instead.
+    answers = _Answers(os.fdopen(os.dup(1), "wb"))
+    os.dup2(2, 1)
+    inp = os.fdopen(os.dup(0), "rb")
+    began = time.perf_counter()
+    try:
+        model, obj = load_model(tag, threads)
+    except Exception as exc:
+        answers.send(READY_ID, {"err": error_body(exc)})
+        return 1
+    answers.send(READY_ID, {"ready": time.perf_counter() - began, "forked": False})
+    return serve_calls(model, obj, threads, calls, inp, answers)
+
+
+BOOT = (
+    "import sys; sys.path[0] == '' and sys.path.pop(0); "
+    "from runtime.serving.worker_process import main; main(sys.argv[1:])"
+)
+"""`python -c BOOT TAG THREADS CALLS`: the working directory is taken off `sys.path` before
+`runtime` is imported, so a user's `runtime.py` or `runtime/` in the server's working directory
+cannot shadow nbento's package (`python -m` would put it first)."""
+
+
+def main(argv: list[str]) -> None:
+    status = 1
+    try:
+        status = worker_main(argv)
+    finally:
+        # Every answer is written and flushed; skipping the interpreter's teardown (torch and
+        # tokenizers take a second or more) lets a server stop well within its grace period.
+        sys.stderr.flush()
+        os._exit(status)
+
+
 if __name__ == "__main__":
-    status = worker_main(sys.argv[1:])
-    # Every answer is written and flushed; skipping the interpreter's teardown (torch and
-    # tokenizers take a second or more) lets a server stop well within its grace period.
-    sys.stderr.flush()
-    os._exit(status)
+    main(sys.argv[1:])

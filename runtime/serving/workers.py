@@ -2,10 +2,11 @@
 
 - `ThreadWorkers`: the model lives in the server process; `workers` threads call it. Cheap
   (no copies), fine for GIL-releasing compute (torch, BLAS) and for any argument type.
-- `ProcessWorkers`: `workers` child processes (`runtime.serving.worker_process`) each load the
-  model and serve calls over their stdin/stdout pipes in the `runtime.serving.wire` format (msgpack,
-  no pickle; arrays, frames, tensors, sparse matrices and model outputs keep their types, so a
-  model answers as it does in a thread). Model compute then never competes with HTTP parsing for
+- `ProcessWorkers`: `workers` child processes, forked from one template process that loaded the
+  model once (`runtime.serving.template`), serve calls over a socket each
+  (`runtime.serving.worker_process`) in the `runtime.serving.wire` format (msgpack, no pickle;
+  arrays, frames, tensors, sparse matrices and model outputs keep their types, so a model
+  answers as it does in a thread). Model compute then never competes with HTTP parsing for
   the GIL, and each child gets its own torch threads (`threads`, default: the cores divided by
   the workers). A child that dies fails its open calls at once (`WorkerDied`, 503) and is
   replaced in the background.
@@ -21,13 +22,18 @@ import concurrent.futures
 import functools
 import logging
 import os
+import signal
+import socket
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from runtime.errors import RemoteCallError, UndeclaredMethod, WorkerDied, WorkerError
 from runtime.serving import wire
+from runtime.serving.template import NotForkable, Template, worker_env
+from runtime.serving.worker_process import BOOT as WORKER_BOOT
 from runtime.serving.worker_process import (
     HEADER,
     READY_ID,
@@ -44,6 +50,10 @@ __all__ = [
 log = logging.getLogger("nbento.workers")
 
 _LOAD_LOCK = threading.Lock()
+
+_CAN_FORK = sys.platform.startswith("linux") and hasattr(socket, "send_fds")
+"""Workers are forked from a template on Linux (fork, SCM_RIGHTS, /proc); elsewhere each worker
+process loads the model itself."""
 
 
 class Workers(Protocol):
@@ -140,71 +150,109 @@ class ThreadWorkers:
             self._pool = None
 
 
+def _pid_running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie no longer does)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
 
 class _Child:
-    """One worker process: its pipes, its open calls by id, and a task reading its answers."""
+    """One worker process: its channel, its open calls by id, and a task reading its answers.
+    Forked from the runner's template (`fork`) or, without one, started with its own
+    interpreter (`spawn`)."""
 
     def __init__(self, tag: str, threads: int, calls: int) -> None:
         self.tag = tag
         self.threads = threads
         self.calls = calls
-        self.proc: asyncio.subprocess.Process | None = None
+        self.pid = -1
+        self.forked = False
+        self.load_seconds: float | None = None  # ~0 for a forked worker: the template loaded
         self.alive = False
         self.exit_code: int | None = None
         self.open: dict[int, asyncio.Future[Any]] = {}
         self._next_id = READY_ID
+        self._stream: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._wait: Callable[[], Awaitable[int | None]] | None = None
+        self._kill: Callable[[], None] = lambda: None
         self._reader: asyncio.Task[None] | None = None
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid if self.proc is not None else -1
-
     async def spawn(self, on_exit: Any) -> float:
-        """Start the process and wait until its model is loaded; its load time in seconds."""
-        env = dict(os.environ)
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[var] = str(self.threads)
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "runtime.serving.worker_process",
-            self.tag, str(self.threads), str(self.calls),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        """Start a process that loads the model itself; its load time in seconds."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WORKER_BOOT, self.tag, str(self.threads), str(self.calls),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env=worker_env(self.threads),
         )
+        self.pid, self._stream, self._writer = proc.pid, proc.stdout, proc.stdin
+        self._wait, self._kill = proc.wait, proc.kill
+        return await self._ready(on_exit)
+
+    async def fork(self, template: Template, on_exit: Any) -> float:
+        """Fork a worker from `template` (the model already loaded there)."""
+        pid, sock = await template.fork()
+        self.pid, self.forked = pid, True
+        self._stream, self._writer = await asyncio.open_unix_connection(sock=sock)
+
+        async def wait() -> int | None:
+            code = await template.exit_code(pid, timeout=365 * 86400.0)
+            while code is None and _pid_running(pid):  # its template is gone: nobody reports
+                await asyncio.sleep(0.05)
+            return code
+
+        def kill() -> None:
+            if template.knows(pid) or (not template.alive and _pid_running(pid)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+        self._wait, self._kill = wait, kill
+        return await self._ready(on_exit)
+
+    async def _ready(self, on_exit: Any) -> float:
+        """Wait for the worker's first frame (its model is loaded), then start reading answers."""
+        assert self._wait is not None
         try:
             _, reply = await self._read_frame()
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            code = await self.proc.wait()
+            code = await self._wait()
             raise WorkerError(
                 f"worker process {self.pid} for {self.tag} exited (code {code}) while loading the "
                 f"model; its log is above in the server output"
             ) from exc
         except asyncio.CancelledError:
             # the server is stopping while this model still loads: the child ignores SIGTERM
-            # (the server drains it by closing stdin, which it reads only once loaded), so end it
-            self.proc.kill()
+            # (the server drains it by closing its channel, read only once loaded), so end it
+            self._kill()
             raise
         if "err" in reply:
-            await self.proc.wait()
+            await self._wait()
             raise WorkerError(
                 f"worker process for {self.tag} could not load the model: "
                 f"{reply['err']['type']}: {reply['err']['message']}"
             )
         self.alive = True
         self._reader = asyncio.create_task(self._read_answers(on_exit))
-        return float(reply["ready"])
+        self.load_seconds = float(reply["ready"])
+        return self.load_seconds
 
     async def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        assert self.proc is not None and self.proc.stdin is not None
+        assert self._writer is not None
         body = wire.encode({"m": method, "a": list(args), "k": kwargs})  # WireError: the caller's
         self._next_id += 1
         call_id = self._next_id
         answer = asyncio.get_running_loop().create_future()
         self.open[call_id] = answer
         try:
-            self.proc.stdin.write(HEADER.pack(len(body), call_id) + body)
-            await self.proc.stdin.drain()
+            self._writer.write(HEADER.pack(len(body), call_id) + body)
+            await self._writer.drain()
         except (ConnectionError, RuntimeError):
-            pass  # the pipe is closed: the reader fails this call with the exit code
+            pass  # the channel is closed: the reader fails this call with the exit code
         try:
             reply = await answer
         finally:
@@ -215,12 +263,12 @@ class _Child:
         return reply["ok"]
 
     async def _read_frame(self) -> tuple[int, Any]:
-        assert self.proc is not None and self.proc.stdout is not None
-        size, call_id = HEADER.unpack(await self.proc.stdout.readexactly(HEADER.size))
-        return call_id, wire.decode(await self.proc.stdout.readexactly(size))
+        assert self._stream is not None
+        size, call_id = HEADER.unpack(await self._stream.readexactly(HEADER.size))
+        return call_id, wire.decode(await self._stream.readexactly(size))
 
     async def _read_answers(self, on_exit: Any) -> None:
-        assert self.proc is not None
+        assert self._wait is not None
         try:
             while True:
                 call_id, reply = await self._read_frame()
@@ -230,7 +278,7 @@ class _Child:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         self.alive = False
-        self.exit_code = await self.proc.wait()
+        self.exit_code = await self._wait()
         on_exit(self)
 
     def fail_open_calls(self, error: BaseException) -> None:
@@ -240,29 +288,33 @@ class _Child:
         self.open.clear()
 
     async def stop(self, timeout: float) -> None:
-        """Close stdin (the child finishes its calls and exits); kill it past `timeout`."""
-        if self.proc is None:
+        """Close the channel (the child finishes its calls and exits); kill it past `timeout`."""
+        if self._wait is None:
             return
         self.alive = False
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
+        if self._writer is not None:
+            self._writer.close()
         try:
-            await asyncio.wait_for(self.proc.wait(), timeout)
+            await asyncio.wait_for(self._wait(), timeout)
         except asyncio.TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+            self._kill()
+            await asyncio.wait_for(self._wait(), 5.0)
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
 
 
 class ProcessWorkers:
     """`workers` child processes, each with the model loaded; a call goes to the child with the
-    fewest open calls. A child that dies fails its open calls at once with `WorkerDied` (503 with
-    `Retry-After`) and a fresh one is started in the background; while none is alive, calls get
-    `WorkerDied` immediately instead of waiting."""
+    fewest open calls. The children are forked from one template process that loaded the model
+    once (`template.py`), so they share its modules and weights and a replacement starts in
+    milliseconds; where forking is unavailable or unsafe each child loads the model itself. A
+    child that dies fails its open calls at once with `WorkerDied` (503 with `Retry-After`) and a
+    fresh one is started in the background; while none is alive, calls get `WorkerDied`
+    immediately instead of waiting. A template that dies is restarted; its workers keep serving."""
 
     def __init__(
-        self, tag: str, *, workers: int = 1, threads: int | None = None, calls: int = 1
+        self, tag: str, *, workers: int = 1, threads: int | None = None, calls: int = 1,
+        fork: bool = True,
     ) -> None:
         self.tag = tag
         self.capacity = workers
@@ -270,15 +322,24 @@ class ProcessWorkers:
         self.calls = calls
         self.load_seconds: float | None = None
         self.replaced = 0
+        self.template: Template | None = None
+        self.template_restarts = 0
+        # Why workers are spawned instead of forked (None while forking works).
+        self.spawn_reason: str | None = None if fork and _CAN_FORK else "forking is off"
         self._children: list[_Child] = []
         self._restarts: set[asyncio.Task[None]] = set()
+        self._template_task: asyncio.Task[None] | None = None
         self._closing = False
 
     async def start(self) -> None:
         began = time.perf_counter()
+        if self.spawn_reason is None:
+            template = Template(self.tag, self.threads, self.calls)
+            await template.start(self._template_died)  # a model that cannot load fails here
+            self.template = template
         self._children = [_Child(self.tag, self.threads, self.calls) for _ in range(self.capacity)]
         results = await asyncio.gather(
-            *(child.spawn(self._exited) for child in self._children), return_exceptions=True
+            *(self._start_child(child) for child in self._children), return_exceptions=True
         )
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
@@ -286,18 +347,40 @@ class ProcessWorkers:
             raise failures[0]
         self.load_seconds = time.perf_counter() - began
 
+    async def _start_child(self, child: _Child) -> float:
+        """Fork `child` from the template, or spawn it when there is none to fork from."""
+        if self._template_task is not None and not self._template_task.done():
+            await asyncio.shield(self._template_task)  # a new template is loading: fork from it
+        template = self.template
+        if template is not None and template.alive:
+            try:
+                return await child.fork(template, self._exited)
+            except NotForkable as exc:
+                if self.spawn_reason is None:
+                    self.spawn_reason = str(exc)
+                    log.warning("spawning worker processes of %s instead of forking: %s",
+                                self.tag, exc)
+                if self.template is template:
+                    self.template = None
+                    await template.aclose(5.0)
+            except WorkerError as exc:  # the template went away meanwhile: no fork this time
+                log.warning("spawning a worker process of %s: %s", self.tag, exc)
+        return await child.spawn(self._exited)
+
     async def run(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         alive = [child for child in self._children if child.alive]
         if not alive:
             raise WorkerDied(
                 f"no worker process of {self.tag} is running: the last one died and a "
-                f"replacement is loading the model; retry after {self._retry_after():.0f} s",
+                f"replacement is starting; retry after {self._retry_after():.0f} s",
                 self._retry_after(),
             )
         child = min(alive, key=lambda c: len(c.open))
         return await child.call(method, args, kwargs)
 
     def _retry_after(self) -> float:
+        if self.template is not None and self.template.alive:
+            return 1.0  # a fork takes milliseconds
         return max(1.0, self.load_seconds or 1.0)
 
     def _exited(self, child: _Child) -> None:
@@ -312,16 +395,20 @@ class ProcessWorkers:
         )
         log.warning("%s", message)
         child.fail_open_calls(WorkerDied(message, self._retry_after()))
-        task = asyncio.get_running_loop().create_task(self._replace(child))
+        self._background(self._replace(child))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
         self._restarts.add(task)
         task.add_done_callback(self._restarts.discard)
+        return task
 
     async def _replace(self, dead: _Child) -> None:
         delay = 0.5
         while not self._closing:
             fresh = _Child(self.tag, self.threads, self.calls)
             try:
-                await fresh.spawn(self._exited)
+                await self._start_child(fresh)
             except (WorkerError, OSError) as exc:
                 log.error("could not replace a worker process of %s: %s", self.tag, exc)
                 await asyncio.sleep(delay)
@@ -335,13 +422,60 @@ class ProcessWorkers:
             log.info("worker process %d replaces %d for %s", fresh.pid, dead.pid, self.tag)
             return
 
+    def _template_died(self, template: Template) -> None:
+        """The template is gone (its workers are not): start a new one in the background."""
+        if self._closing or template is not self.template:
+            return
+        self._template_task = self._background(self._restart_template())
+
+    async def _restart_template(self) -> None:
+        delay = 0.5
+        while not self._closing:
+            fresh = Template(self.tag, self.threads, self.calls)
+            try:
+                await fresh.start(self._template_died)
+            except (WorkerError, OSError) as exc:
+                log.error("could not restart the template process of %s: %s", self.tag, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if self._closing:
+                await fresh.aclose(5.0)
+                return
+            self.template = fresh
+            self.template_restarts += 1
+            log.info("template process %d of %s restarted", fresh.pid, self.tag)
+            return
+
     async def aclose(self, timeout: float) -> None:
         self._closing = True
         for task in list(self._restarts):
             task.cancel()
         await asyncio.gather(*self._restarts, return_exceptions=True)
         await asyncio.gather(*(child.stop(timeout) for child in self._children))
+        if self.template is not None:
+            await self.template.aclose(timeout)
 
     @property
     def pids(self) -> list[int]:
         return [child.pid for child in self._children if child.alive]
+
+    def status(self) -> dict[str, Any]:
+        """What `/_nbento/status` shows of these processes (pids only under `processes`, which
+        a server without --dev leaves out)."""
+        template = self.template if self.template is not None and self.template.alive else None
+        return {
+            "replaced": self.replaced,
+            "template": None if template is None else {
+                "load_seconds": template.load_seconds, "forks": template.forks,
+                "restarts": self.template_restarts,
+            },
+            "spawn_reason": self.spawn_reason,
+            "processes": {
+                "template": None if template is None else template.pid,
+                "workers": [
+                    {"pid": c.pid, "forked": c.forked, "load_seconds": c.load_seconds}
+                    for c in self._children if c.alive
+                ],
+            },
+        }

@@ -131,10 +131,11 @@ def test_killed_worker_processes_fail_fast_with_503_and_are_replaced(tmp_path: P
     write_service(tmp_path / "svc", SLOW_SERVICE)
     began = time.monotonic()
     with running_server(tmp_path / "svc" / "service.py", timeout=120) as server:
-        # Replacements load the model again: 10 s, or three first loads on a machine so busy
-        # that one load takes longer (seen here at a load average of 8-12: 58 s per load).
+        # Replacements are forks of the template (no reload): 10 s, or three first loads on a
+        # machine so busy that a start takes longer (seen at a load average of 8-12).
         recovery = max(10.0, 3 * (time.monotonic() - began))
-        workers = psutil.Process(server.pid).children()
+        (template,) = psutil.Process(server.pid).children()  # the workers are its forks
+        workers = template.children()
         assert len(workers) == available_cores(), [w.cmdline() for w in workers]
         stop = threading.Event()
         log: list[tuple[float, int, float, str]] = []
@@ -159,14 +160,16 @@ def test_killed_worker_processes_fail_fast_with_503_and_are_replaced(tmp_path: P
                 t.join(30)
         after = [entry for entry in log if entry[0] >= killed_at]
         assert [e for e in log if e[1] not in (200, 503)] == [], server.log()[-3000:]
-        failed = [e for e in after if e[1] == 503]
+        # The calls open on the killed workers (begun before the kill, answered after it); a
+        # fork replaces a worker within milliseconds, so later calls rarely see the gap.
+        failed = [e for e in log if e[1] == 503 and e[0] + e[2] >= killed_at]
         assert failed, "no call failed while every worker process was dead"
         assert all(e[3].split("|")[0].isdigit() and "worker_died" in e[3] for e in failed), failed[:3]
         assert max(e[2] for e in log) < 5.0, "a call waited on a dead worker instead of failing"
         recovered = [e for e in after if e[1] == 200 and e[0] > failed[-1][0]]
         assert recovered, f"no 200 after the kill; server log:\n{server.log()[-3000:]}"
         assert recovered[0][0] + recovered[0][2] - killed_at < recovery, server.log()[-3000:]
-        fresh = psutil.Process(server.pid).children()
+        fresh = template.children()
         assert len(fresh) == len(workers)
         assert not {w.pid for w in fresh} & {w.pid for w in workers}
         status = httpx.get(f"{server.url}/_nbento/status").json()
@@ -190,8 +193,9 @@ def test_sigterm_to_the_whole_group_drains_instead_of_replacing_workers(tmp_path
     store.save_model("reporter", ThreadReporter(), signatures=SIGNATURES)
     write_service(tmp_path / "svc", SLOW_SERVICE)
     with running_server(tmp_path / "svc" / "service.py", timeout=120) as server:
-        workers = psutil.Process(server.pid).children()
-        assert workers
+        # the template and the workers it forked: none may outlive the server
+        workers = psutil.Process(server.pid).children(recursive=True)
+        assert len(workers) == 1 + available_cores()
         assert httpx.post(f"{server.url}/slow", json={"xs": [1.0]}, timeout=30).status_code == 200
         for worker in workers:
             os.kill(worker.pid, signal.SIGTERM)
@@ -207,9 +211,8 @@ def test_a_code_reload_keeps_the_worker_processes_and_their_loaded_model(tmp_pat
     store.save_model("reporter", ThreadReporter(), signatures=SIGNATURES)
     service = write_service(tmp_path / "svc", SLOW_SERVICE)
     with running_server(service, "--reload", timeout=120) as server:
-        before = {w.pid for w in psutil.Process(server.pid).children(recursive=True)
-                  if "runtime.serving.worker_process" in " ".join(w.cmdline())}
-        assert len(before) == available_cores()
+        before = {w.pid for w in psutil.Process(server.pid).children(recursive=True)}
+        assert len(before) == 1 + available_cores()  # the template and its forked workers
         service.write_text(SLOW_SERVICE.replace("return await", "return [-x for x in await")
                            .replace("async_run(xs)", "async_run(xs)]"))
         deadline = time.monotonic() + 60
@@ -220,6 +223,5 @@ def test_a_code_reload_keeps_the_worker_processes_and_their_loaded_model(tmp_pat
                 break
             time.sleep(0.2)
         assert answer == [-2.0], server.log()[-2000:]
-        after = {w.pid for w in psutil.Process(server.pid).children(recursive=True)
-                 if "runtime.serving.worker_process" in " ".join(w.cmdline())}
+        after = {w.pid for w in psutil.Process(server.pid).children(recursive=True)}
         assert after == before
