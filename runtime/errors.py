@@ -186,6 +186,13 @@ class WorkerError(NbentoError):
     code = "worker_error"
 
 
+class NotForkable(WorkerError):
+    """A runner's template process refused to fork a worker (it is not single-threaded); the
+    runner spawns workers that load the model themselves instead. Never reaches a client."""
+
+    code = "not_forkable"
+
+
 class WorkerDied(WorkerError):
     """A worker process died (crashed, killed) with calls in flight: those calls fail at once
     with 503 and `Retry-After`, and the runner starts a replacement process."""
@@ -405,7 +412,7 @@ ERROR_CLASSES: dict[str, type[NbentoError]] = {
         InvalidName, ModelNotFound, ChecksumMismatch, SerializationError,
         ServiceLoadError, ServiceImportError, SignatureError, UnsafeWrite, BuildError, GoldenError,
         ContainerEngineUnavailable, ImageBuildFailed, BatchInputError, BatchOutputError,
-        WireError, WorkerError, WorkerDied, RemoteCallError, RequestTooLarge, QueueFull, RunnerClosed,
+        WireError, WorkerError, NotForkable, WorkerDied, RemoteCallError, RequestTooLarge, QueueFull, RunnerClosed,
         RunnerUnreachable, RunnerNotAvailable, RequestError, InvalidBody, InvalidJSON,
         BodyTooLarge, UnsupportedMediaType, ValidationFailed, Unauthorized, Forbidden,
         RequestTimeout, NotFound, MethodNotAllowed, HttpError,

@@ -15,16 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from runtime.errors import WorkerError
+from runtime.errors import NotForkable, WorkerError
 from runtime.serving import wire
 from runtime.serving.template_process import BOOT
 from runtime.serving.worker_process import HEADER, READY_ID
 
 log = logging.getLogger("nbento.workers")
-
-
-class NotForkable(WorkerError):
-    """The template refused to fork (it is not single-threaded); workers are spawned instead."""
 
 
 def worker_env(threads: int) -> dict[str, str]:

@@ -30,9 +30,9 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
-from runtime.errors import RemoteCallError, UndeclaredMethod, WorkerDied, WorkerError
+from runtime.errors import NotForkable, RemoteCallError, UndeclaredMethod, WorkerDied, WorkerError
 from runtime.serving import wire
-from runtime.serving.template import NotForkable, Template, worker_env
+from runtime.serving.template import Template, worker_env
 from runtime.serving.worker_process import BOOT as WORKER_BOOT
 from runtime.serving.worker_process import (
     HEADER,
