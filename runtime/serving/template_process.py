@@ -29,6 +29,7 @@ from runtime.serving.worker_process import (
     READY_ID,
     _Answers,
     error_body,
+    exit_after,
     frame,
     ignore_stop_signals,
     load_model,
@@ -202,10 +203,4 @@ def template_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> None:
-    status = 1
-    try:
-        status = template_main(argv)
-    finally:
-        # Skip the interpreter's teardown (torch and tokenizers take a second or more).
-        sys.stderr.flush()
-        os._exit(status)
+    exit_after(template_main, argv)

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import IO, Any
 
 from runtime.errors import SignatureError
@@ -184,15 +185,20 @@ BOOT = (
 cannot shadow nbento's package (`python -m` would put it first)."""
 
 
-def main(argv: list[str]) -> None:
+def exit_after(body: Callable[[list[str]], int], argv: list[str]) -> None:
+    """Run a process's `body`, then exit with its status without the interpreter's teardown:
+    every answer is written and flushed, and torch's and the tokenizers' teardown takes a second
+    or more, which a server stopping within its grace period cannot spare."""
     status = 1
     try:
-        status = worker_main(argv)
+        status = body(argv)
     finally:
-        # Every answer is written and flushed; skipping the interpreter's teardown (torch and
-        # tokenizers take a second or more) lets a server stop well within its grace period.
         sys.stderr.flush()
         os._exit(status)
+
+
+def main(argv: list[str]) -> None:
+    exit_after(worker_main, argv)
 
 
 if __name__ == "__main__":
