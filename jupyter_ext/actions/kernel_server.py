@@ -39,6 +39,7 @@ from jupyter_ext.actions.server_registry import (
     is_server_process,
     read_live,
     register,
+    server_gone,
     unregister,
 )
 from runtime.errors import NbentoError
@@ -244,9 +245,9 @@ class KernelServer:
                 else:
                     os.kill(record.pid, sig)
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and is_server_process(record.pid, self.folder):
-                time.sleep(0.05)
-            if not is_server_process(record.pid, self.folder):
+            while time.monotonic() < deadline and not server_gone(record.pid, self.folder):
+                time.sleep(0.02)
+            if server_gone(record.pid, self.folder):
                 return
             timeout = 5.0
 

@@ -124,13 +124,33 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def _argv(pid: int) -> list[str] | None:
+    """The process's arguments ([] while it exits: the kernel empties them before the zombie
+    state), or None without procfs."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
 def is_server_process(pid: int, folder: Path) -> bool:
     """`pid` is alive and runs nbento's kernel-server bootstrap serving `folder`."""
     if not pid_alive(pid):
         return False
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+    words = _argv(pid)
+    if words is None:
         return True  # no procfs (macOS): the PID check is all we have
-    words = [a.decode(errors="replace") for a in argv]
     return "--parent-pid" in words and str(folder) in words
+
+
+def server_gone(pid: int, folder: Path) -> bool:
+    """The server's process has exited (or its PID now belongs to another program). A process
+    in the middle of exiting has already lost its arguments but is not gone yet: its parent
+    cannot collect it, so callers that wait for a stop wait through that too."""
+    if not pid_alive(pid):
+        return True
+    words = _argv(pid)
+    if words is None:
+        return False
+    return bool(words) and not ("--parent-pid" in words and str(folder) in words)

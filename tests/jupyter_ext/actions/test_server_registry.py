@@ -24,6 +24,7 @@ from jupyter_ext.actions.server_registry import (
     live_near,
     read_live,
     register,
+    server_gone,
 )
 
 SERVICE = """
@@ -63,6 +64,7 @@ def test_a_kernel_started_server_is_adopted_by_the_panel_and_stopped_from_it(tmp
         record = json.loads((folder / REGISTRY_NAME).read_text())
         assert record["url"] == kernel.url and record["pid"] == kernel.pid
         assert record["owner"] == "kernel" and record["notebook"] == str(notebook)
+        assert is_server_process(kernel.pid, folder) and not server_gone(kernel.pid, folder)
         assert "token" not in json.dumps(record).lower()
 
         # the panel's Start on this notebook attaches: same URL, same PID, no second process
@@ -116,6 +118,10 @@ def test_a_stale_or_forged_record_is_not_believed(tmp_path: Path) -> None:
             assert not (folder / REGISTRY_NAME).exists()  # the stale file is removed
         assert live_near(notebook) == [] and KernelServer.attach(folder) is None
         assert sleeper.poll() is None and not is_server_process(sleeper.pid, folder)
+        assert server_gone(sleeper.pid, folder)  # a PID now running another program
+        sleeper.kill()
+        os.waitid(os.P_PID, sleeper.pid, os.WEXITED | os.WNOWAIT)  # a zombie, not yet collected
+        assert server_gone(sleeper.pid, folder)
     finally:
         sleeper.kill()
         sleeper.wait()
