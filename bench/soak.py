@@ -161,6 +161,8 @@ class Sample:
     cpu_workers: float  # summed over every worker process seen so far, dead ones included
     cpu_generator: float
     worker_pids: frozenset[int]
+    cpu_busy: float  # CPU-seconds the whole machine spent busy (all processes; no steal)
+    cpu_steal: float  # CPU-seconds the hypervisor gave to other guests
 
 
 class ProcessWatch:
@@ -189,8 +191,12 @@ class ProcessWatch:
                 pids.add(child.pid)
             except psutil.NoSuchProcess:
                 pass
+        machine = psutil.cpu_times()
+        busy = sum(getattr(machine, f, 0.0)
+                   for f in ("user", "nice", "system", "irq", "softirq"))
         return Sample(t, rss_main, rss_workers, cpu_main, sum(self._worker_cpu.values()),
-                      sum(self.me.cpu_times()[:2]), frozenset(pids))
+                      sum(self.me.cpu_times()[:2]), frozenset(pids), busy,
+                      getattr(machine, "steal", 0.0))
 
 
 async def sample_processes(watch: ProcessWatch, base: str, seconds: float, t0: float,
@@ -263,10 +269,12 @@ def report(load: OpenLoop, events: Events, seconds: float, capacity: str, rate: 
     lines = [
         "| minute | sent | OK | errors | errors in bad-reload windows | p50 ms | p95 ms | p99 ms "
         "| reloads ok / failed | reload CPU ms | CPU s: server main / workers / generator "
-        "| main CPU ms per OK | RSS MB main / workers | worker restarts |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| main CPU ms per OK | foreign CPU s / steal s | RSS MB main / workers "
+        "| worker restarts |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     p95s = []
+    foreign: list[float] = []  # per minute: CPU-seconds of processes outside this test
     outside_total = inside_total = 0
     kinds: dict[str, int] = {}
     inside_kinds: dict[str, int] = {}
@@ -292,6 +300,8 @@ def report(load: OpenLoop, events: Events, seconds: float, capacity: str, rate: 
         main_s = last.cpu_main - first.cpu_main
         workers_s = last.cpu_workers - first.cpu_workers
         gen_s = last.cpu_generator - first.cpu_generator
+        foreign_s = max(0.0, last.cpu_busy - first.cpu_busy - main_s - workers_s - gen_s)
+        foreign.append(foreign_s)
         window = [s for s in samples if lo <= s.t < hi] or [last]
         pid_sets = [s.worker_pids for s in window if s.worker_pids]
         restarts = sum(len(b - a) for a, b in itertools.pairwise(pid_sets))
@@ -305,6 +315,7 @@ def report(load: OpenLoop, events: Events, seconds: float, capacity: str, rate: 
             f"| {reloads_ok:.0f} / {reloads_failed:.0f} | {reload_cpu * 1000:.0f} "
             f"| {main_s:.1f} / {workers_s:.1f} / {gen_s:.1f} "
             f"| {main_s * 1000 / max(1, len(ok)):.2f} "
+            f"| {foreign_s:.1f} / {last.cpu_steal - first.cpu_steal:.1f} "
             f"| {max(s.rss_main for s in window) / 2**20:.0f} / "
             f"{max(s.rss_workers for s in window) / 2**20:.0f} | {restarts} |"
         )
@@ -345,7 +356,9 @@ def report(load: OpenLoop, events: Events, seconds: float, capacity: str, rate: 
         f"({whole[0] * 1000 / max(1, ok_count):.2f} ms per OK), workers {whole[1]:.1f} "
         f"({whole[1] * 1000 / max(1, ok_count):.2f} ms per OK), generator {whole[2]:.1f} "
         f"({whole[2] * 1000 / max(1, sent):.2f} ms per request); "
-        f"{(whole[0] + whole[1] + whole[2]) / max(1.0, span):.2f} of {os.cpu_count()} cores busy",
+        f"{(whole[0] + whole[1] + whole[2]) / max(1.0, span):.2f} of {os.cpu_count()} cores busy; "
+        f"other processes on the machine: {statistics.mean(foreign or [0.0]) / 60:.2f} cores "
+        f"on average, {max(foreign or [0.0]) / 60:.2f} in the busiest minute",
         f"errors outside the bad reloads' windows: {outside_total} {kinds or '(none)'}; "
         f"inside them: {inside_total} {inside_kinds or '(none)'}; p95 of the 200s inside them "
         f"{pct(inside_lat, 0.95):.0f} ms, outside {pct(outside_lat, 0.95):.0f} ms",

@@ -274,13 +274,30 @@ class AdaptiveBatcher:
         return min(remaining, (target - n) / rate)
 
     def _target_rows(self, rate: float) -> float:
-        """The batch size at which the workers keep up with `rate` rows/s: the smallest n with
-        concurrency * n / (a + b*n) >= rate, plus 10% headroom; max_batch_size if none does."""
-        a, b = self.cost.a, self.cost.b
-        spare = self.concurrency - rate * b
-        if spare <= 0:
-            return float(self.config.max_batch_size)
-        return min(float(self.config.max_batch_size), 1.1 * rate * a / spare)
+        """The batch size with the least expected latency at `rate` rows/s (see
+        docs/batching.md): filling the batch takes `(n-1)/(2*rate)` on average, the batch
+        runs `a + b*n`, and it queues for a worker by the Allen-Cunneen approximation of a
+        queue with `concurrency` servers at load `rate*(a + b*n)/(n*concurrency)`, batches
+        arriving as regularly as `n` Poisson rows make them. At a low rate that is one row
+        (waiting costs more than it saves); near the workers' limit it is the size that keeps
+        the load well under 1. With no size under load 1, `max_batch_size`."""
+        a, b, c = self.cost.a, self.cost.b, self.concurrency
+        limit = self.config.max_batch_size
+        power = math.sqrt(2.0 * (c + 1)) - 1.0
+        best_n, best = limit, math.inf
+        for n in range(1, limit + 1):
+            fill = (n - 1) / (2.0 * rate)
+            service = a + b * n
+            if fill + service >= best:  # both grow with n: no larger batch can do better
+                break
+            load = rate * service / (n * c)
+            if load >= 1.0:
+                continue
+            queueing = service * load**power / (c * (1.0 - load)) / (2.0 * n)
+            latency = fill + queueing + service
+            if latency < best:
+                best_n, best = n, latency
+        return float(best_n)
 
     def _drop_cancelled(self) -> None:
         while self._queue and self._queue[0].request.future.done():

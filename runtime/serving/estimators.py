@@ -10,7 +10,15 @@ import time
 
 class CostModel:
     """`seconds(n) = a + b*n`, fitted by exponentially weighted least squares on recent batches,
-    so it follows the model as load (and CPU contention) changes."""
+    so it follows the model as load (and CPU contention) changes.
+
+    The fit needs batch sizes that vary. While they do not (a steady trickle of one-row
+    batches), the intercept cannot be told from the slope, so the model keeps the shape `a/b`
+    of its last fit that could (before any: `a = b`, a batch of one row costing twice a row)
+    and scales it to what batches cost now. Assuming `a = 0` instead would be a trap: a
+    batcher that believes batching saves nothing never batches, so it never learns otherwise."""
+
+    PRIOR_RATIO = 1.0  # a/b before sizes have varied
 
     def __init__(self, decay: float = 0.95) -> None:
         self.decay = decay
@@ -18,6 +26,8 @@ class CostModel:
         self.a = 0.0
         self.b = 0.0
         self.samples = 0
+        self.fitted = False  # the current a, b come from sizes that varied
+        self._ratio = self.PRIOR_RATIO
 
     def add(self, rows: int, seconds: float) -> None:
         d = self.decay
@@ -29,14 +39,15 @@ class CostModel:
         self.samples += 1
         mean_n, mean_t = self._sn / self._s, self._st / self._s
         var_n = self._snn / self._s - mean_n * mean_n
-        # With one batch size seen so far the intercept is unknowable; assuming cost
-        # proportional to rows makes the batcher greedy until sizes vary (they do under load).
-        slope = (self._snt / self._s - mean_n * mean_t) / var_n if var_n > 0.25 else -1.0
-        if slope < 0:
-            self.a, self.b = 0.0, mean_t / max(mean_n, 1.0)
-        else:
-            self.b = slope
-            self.a = max(0.0, mean_t - slope * mean_n)
+        slope = (self._snt / self._s - mean_n * mean_t) / var_n if var_n > 0.25 else 0.0
+        intercept = mean_t - slope * mean_n
+        self.fitted = slope > 0 and intercept >= 0
+        if self.fitted:
+            self.a, self.b = intercept, slope
+            self._ratio = intercept / slope
+        else:  # sizes too alike, or noise tilted the line: the last good shape, scaled
+            self.b = mean_t / (self._ratio + max(mean_n, 1.0))
+            self.a = self._ratio * self.b
 
     def seconds(self, rows: int) -> float:
         return self.a + self.b * rows

@@ -221,6 +221,48 @@ async def test_the_cost_model_learns_a_fixed_and_a_per_row_cost() -> None:
     assert batcher.cost.b == pytest.approx(0.001, abs=1e-4)
 
 
+async def test_one_row_batches_keep_the_learned_fixed_cost_instead_of_forgetting_it() -> None:
+    """A trickle of one-row batches cannot separate the fixed from the per-row cost. Reading
+    that as 'no fixed cost' made the batcher send one row at a time for ever, so it never saw
+    varied sizes again; the model keeps the last shape it could fit (before any: a = b)."""
+    cold = make(Recorder()).cost
+    for _ in range(50):
+        cold.add(1, 0.013)
+    assert cold.a == pytest.approx(0.0065) and cold.b == pytest.approx(0.0065)
+    assert not cold.fitted
+
+    warm = make(Recorder()).cost
+    for rows, seconds in [(1, 0.013), (8, 0.041), (4, 0.025), (32, 0.137)] * 5:  # a=9, b=4 ms
+        warm.add(rows, seconds)
+    assert warm.fitted and warm.a / warm.b == pytest.approx(9 / 4, rel=0.05)
+    for _ in range(200):
+        warm.add(1, 0.026)  # twice as slow now (contention), still one row at a time
+    assert not warm.fitted
+    # a fixed cost it learned from sizes that varied, not a = 0 (the shape is that of the last
+    # fit, made while the old sizes faded out)
+    assert warm.a > 2 * warm.b > 0
+    assert warm.seconds(1) == pytest.approx(0.026, rel=0.01)  # scaled to today's cost
+
+
+async def test_the_target_batch_grows_with_the_rate_up_to_what_the_workers_can_do() -> None:
+    """MiniLM on one thread: 9 ms a batch plus 4 ms a row, two workers (the soak's model).
+    A low rate gets one row at once; near the workers' limit the target is a batch that keeps
+    their load under 1; past any batch's capacity, max_batch_size."""
+    batcher = AdaptiveBatcher("test", "encode", Recorder(),
+                              BatchingConfig(max_batch_size=32, max_latency_ms=10.0),
+                              concurrency=2)
+    for rows, seconds in [(1, 0.013), (8, 0.041), (4, 0.025), (32, 0.137)] * 5:
+        batcher.cost.add(rows, seconds)
+    targets = {rate: batcher._target_rows(rate) for rate in (20, 100, 150, 250, 400, 1000)}
+    assert targets[20] == 1 and targets[100] == 1, targets
+    assert targets[150] >= 2 and targets[250] > targets[150], targets
+    assert 1 < targets[400] < 32, targets  # 2 x 32 / (9 + 4*32) ms = 467 rows/s at most
+    for rate in (250, 400):  # every target keeps the load under 1
+        n = targets[rate]
+        assert rate * batcher.cost.seconds(int(n)) / (2 * n) < 1, (rate, n)
+    assert targets[1000] == 32, targets
+
+
 async def test_every_row_argument_is_batched_positional_or_keyword() -> None:
     import torch
 

@@ -1,0 +1,114 @@
+"""Open-loop steps on the MiniLM example: requests on a fixed schedule (not a closed loop that
+waits for answers), one step per rate, from a fresh server. Prints, per step: answers, p50/p95/
+p99 latency from the scheduled time, CPU ms per answer of the server's main process and of its
+worker processes, the CPU other processes used meanwhile, and the embedder's batches (mean rows
+per batch, and the fixed and per-row cost the batcher had learned at the end of the step).
+
+This is the load a service sees from many independent clients; it is where the batcher's
+dispatch policy decides how much CPU a request costs (wrk's closed loop keeps the queue full,
+so every policy sends full batches there). To compare two versions of the code, run this
+script from a checkout of each, one after the other, on a quiet machine:
+
+    .venv/bin/python bench/open_loop_steps.py                       # 195, 195, 135 req/s, 20 s
+    .venv/bin/python bench/open_loop_steps.py --rates 100 150 200 --seconds 30
+
+Setup as in bench/soak.py (the notebook in a real kernel, `nbento build-service`, then
+`nbento serve FOLDER`), without reloads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import soak
+from soak import SCENARIO, WORK, ProcessWatch, pct, prepare, run_loop
+
+sys.path.insert(0, str(SCENARIO))
+from harness import Server, free_port
+from open_loop import TEXTS, OpenLoop
+
+RUNNER, METHOD = "support_embedder", "encode"
+
+
+def batcher_stats(base: str) -> dict[str, float]:
+    status = httpx.get(f"{base}/_nbento/status", timeout=10, trust_env=False).json()
+    stats: dict[str, float] = status["runners"][RUNNER]["batchers"][METHOD]
+    return stats
+
+
+async def step(port: int, rate: float, seconds: float) -> OpenLoop:
+    load = OpenLoop(port, rate, 256)
+    await load.run(seconds, asyncio.get_running_loop().time())
+    return load
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[195.0, 195.0, 135.0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="per step")
+    args = parser.parse_args(argv)
+
+    home = Path(tempfile.mkdtemp(prefix="nbento-steps-"))
+    root = soak.ROOT
+    env = dict(os.environ, NBENTO_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join([str(root), str(root / "runtime" / "_nbento_pkg"),
+                                           os.environ.get("PYTHONPATH", "")]))
+    os.environ.update({k: env[k] for k in ("NBENTO_HOME", "PYTHONPATH")})
+    print("setup: running the notebook up to %nbento serve ...", file=sys.stderr, flush=True)
+    folder = prepare(home)
+    port = free_port()
+    server = Server("nbento", [sys.executable, "-m", "runtime", "serve", str(folder),
+                               "--port", str(port)], port, WORK, env, WORK / "server.log")
+    rows = []
+    try:
+        server.start()
+        server.wait_ready({"texts": [TEXTS[0]]})
+        assert server.proc is not None
+        watch = ProcessWatch(server.proc.pid)
+        for rate in args.rates:
+            time.sleep(3.0)
+            before, stats0 = watch.sample(0.0), batcher_stats(server.base)
+            load = run_loop(step(port, rate, args.seconds))
+            after, stats1 = watch.sample(args.seconds), batcher_stats(server.base)
+            ok = [r.latency * 1000 for r in load.records if r.status == 200]
+            main_s = after.cpu_main - before.cpu_main
+            workers_s = after.cpu_workers - before.cpu_workers
+            gen_s = after.cpu_generator - before.cpu_generator
+            foreign = max(0.0, after.cpu_busy - before.cpu_busy - main_s - workers_s - gen_s)
+            batches = stats1["batches"] - stats0["batches"]
+            mean_batch = (stats1["rows"] - stats0["rows"]) / batches if batches else 0.0
+            rows.append(
+                f"| {rate:.0f} | {len(ok)} / {len(load.records)} | {pct(ok, 0.5):.0f} "
+                f"| {pct(ok, 0.95):.0f} | {pct(ok, 0.99):.0f} "
+                f"| {main_s * 1000 / max(1, len(ok)):.2f} "
+                f"| {workers_s * 1000 / max(1, len(ok)):.2f} "
+                f"| {foreign / args.seconds:.2f} | {mean_batch:.2f} "
+                f"| {stats1['cost_a_s'] * 1000:.1f} / {stats1['cost_b_s'] * 1000:.1f} |")
+            print(rows[-1], file=sys.stderr, flush=True)
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    print(f"{args.seconds:g} s per step, {psutil.cpu_count()} cores, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    print("| req/s | OK / sent | p50 ms | p95 ms | p99 ms | main CPU ms per OK "
+          "| workers CPU ms per OK | other processes, cores | rows per batch "
+          "| learned a / b ms |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
