@@ -406,6 +406,8 @@ def _call(magics: NbentoMagics, args: list[str]) -> Any:
         record_call(magics.state.folder, ns.api, payload, body, cell_id=magics.state.running_cell_id())
     shown = json.dumps(body, indent=2) if not isinstance(body, str) else body
     print(f"POST /{ns.api} -> {answer['status']} in {answer['latency_ms']:.1f} ms\n{shown}")
+    if answer["status"] >= 400:  # the cell fails, so Run All stops at a call that did
+        raise CommandArgsError(f"POST /{ns.api} answered {answer['status']} (the body is above)")
     return None
 
 

@@ -46,6 +46,12 @@ def test_call_and_try_it_send_the_token(
     out = capsys.readouterr().out
     assert result.success, out
     assert "200" in out and "hi" in out, out
+    # a call the server refuses shows the answer and fails the cell (Run All stops there)
+    result = shell.run_cell("%nbento call classify " + json.dumps({"texts": "not a list"}))
+    seen = capsys.readouterr()
+    assert not result.success
+    assert "-> 422" in seen.out and "texts" in seen.out, seen
+    assert "POST /classify answered 422" in seen.err and "Traceback" not in seen.err, seen
 
     panel = NbentoPanel(backend_for_magics(magics))
     panel.tryit.refresh()  # reads /openapi.json with the token
