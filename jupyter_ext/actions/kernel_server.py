@@ -284,6 +284,14 @@ class KernelServer:
         the write, or by the same error still there after `same_error_after_ms`."""
         previous_error = (before or {}).get("last_error")
         deadline = time.monotonic() + timeout
+        answer = self._reload_now(timeout)
+        if answer is not None:
+            elapsed = (time.perf_counter() - started) * 1000
+            if answer.get("source_sha256") == sha256:
+                return ReloadOutcome(True, elapsed)
+            if answer.get("last_error"):
+                return ReloadOutcome(False, elapsed, answer["last_error"])
+            # loaded other bytes (the file changed again meanwhile): watch for ours below
         while time.monotonic() < deadline and self.running:
             status = self.status()
             if status is not None:
@@ -298,6 +306,22 @@ class KernelServer:
             time.sleep(0.01)
         return ReloadOutcome(False, (time.perf_counter() - started) * 1000, timed_out=True)
 
+
+    def _reload_now(self, timeout: float) -> dict[str, Any] | None:
+        """`POST /_nbento/reload`: the server reloads now and answers when done (no file-watch
+        latency, no polling). None when the server cannot (an older server, or one that does
+        not answer): the caller then polls the status."""
+        try:
+            response = self._client.post(f"{self.url}/_nbento/reload", timeout=timeout)
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        try:
+            data: dict[str, Any] = response.json()
+        except ValueError:
+            return None
+        return data
 
     def wait_for_model(self, tag: str, *, timeout: float = 120.0) -> dict[str, Any] | None:
         """After a new model version was saved: wait until every runner serving that model

@@ -14,6 +14,7 @@ this process has one.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
 import json
 from pathlib import Path
@@ -35,6 +36,22 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 # what goes to the server, and what comes back; everything else stays on its side
 _REQUEST_HEADERS = ("Content-Type", "Accept")
 _ANSWER_HEADERS = ("Content-Type", "Cache-Control", "Retry-After", "Allow", "Content-Disposition")
+
+
+def api_authorization(given: str, jupyter_token: str | None,
+                      own: dict[str, str]) -> dict[str, str]:
+    """The Authorization header the proxy sends to a server: this Jupyter server's own API
+    token (`own`: NBENTO_API_TOKEN in its environment), else a bearer token the browser sent
+    (what /docs' Authorize button adds, for a server a kernel started with a token this
+    process does not know). Jupyter's own token never goes to the server."""
+    if own:
+        return own
+    if given[:7].lower() != "bearer ":
+        return {}
+    value = given[7:].strip()
+    if not value or hmac.compare_digest(value.encode(), (jupyter_token or "").encode()):
+        return {}
+    return {"Authorization": f"Bearer {value}"}
 
 
 def is_loopback_url(url: str) -> bool:
@@ -129,7 +146,8 @@ class ProxyHandler(JupyterHandler):
             raise tornado.web.HTTPError(413, f"the body is over {MAX_BODY_BYTES} bytes")
         headers = {name: self.request.headers[name] for name in _REQUEST_HEADERS
                    if name in self.request.headers}
-        headers.update(auth_headers())
+        headers.update(api_authorization(self.request.headers.get("Authorization", ""),
+                                         self.token, auth_headers()))
         target = f"{server.url}/{self._raw_path(key)}"
         request = HTTPRequest(
             target, method=self.request.method or "GET", headers=headers, body=body,

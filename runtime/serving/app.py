@@ -50,6 +50,7 @@ error_log = logging.getLogger("nbento.error")
 # Metric label for paths that are not APIs: fixed names keep label cardinality bounded.
 _FIXED_PATHS = {
     "/livez": "livez", "/readyz": "readyz", "/metrics": "metrics", "/_nbento/status": "status",
+    "/_nbento/reload": "reload",
     "/docs": "docs", "/openapi.json": "openapi",
 }
 
@@ -88,6 +89,19 @@ def create_app(host: ServiceHost, config: ServerConfig) -> FastAPI:
     async def status() -> dict[str, Any]:
         return host.status() if details else trimmed_status(host.status())
 
+    if config.reload:
+
+        @app.post("/_nbento/reload", include_in_schema=False)
+        async def reload_now() -> dict[str, Any]:
+            """Reload now and answer when done: the kernel calls this right after writing the
+            service, instead of waiting for the file watcher and polling the status. The same
+            content twice reloads once. Only on a development server (`--reload`), behind the
+            same token, Host and Origin checks as every other route."""
+            await host.reload(if_changed=True)
+            status = host.status()
+            return {key: status[key] for key in
+                    ("generation", "source_sha256", "last_reload_ms", "last_error")}
+
     def routes_hint() -> str:
         apis = ", ".join(f"POST {path}" for path in sorted(host.endpoints)) or "(none)"
         return f"; this service has {apis}"
@@ -95,8 +109,9 @@ def create_app(host: ServiceHost, config: ServerConfig) -> FastAPI:
     install_error_handlers(
         app, log=error_log, routes_hint=routes_hint, internals=config.dev, traceback=config.dev
     )
-    app.openapi = lambda: build_openapi(app, host)  # type: ignore[method-assign]
     guard = HttpGuard.for_server(config)  # now: a bad token file fails the start, not a request
+    app.openapi = lambda: build_openapi(  # type: ignore[method-assign]
+        app, host, token=guard.token is not None)
     app.add_middleware(ApiGateway, host=host, config=config, guard=guard)
     return app
 

@@ -6,12 +6,14 @@ a mix; a reload that fails keeps the last good generation serving."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from runtime.service.definition import ApiSpec, Service, ServiceImportError, load_service
@@ -98,6 +100,9 @@ class ServiceHost:
         self.initial_load: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
         self._closing: list[asyncio.Task[None]] = []
+        # The content of the source files the last load attempt read: a second request to
+        # reload the same content (the kernel's, then the file watcher's) does nothing.
+        self._attempted: str | None = None
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -136,9 +141,33 @@ class ServiceHost:
 
         return run_batch
 
+    def source_files(self) -> set[Path]:
+        """The files whose change reloads the code: the source's watch list, else its path,
+        else the loaded module's file."""
+        source = self.source
+        files = {Path(p).resolve() for p in source.watch}
+        if not files and source.path is not None:
+            files.add(Path(source.path).resolve())
+        if not files and self.service is not None:
+            module_file = getattr(self.service.module, "__file__", None)
+            if module_file:
+                files.add(Path(module_file).resolve())
+        return files
+
+    def _fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for path in sorted(self.source_files()):
+            digest.update(str(path).encode() + b"\0")
+            try:
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+            except OSError as exc:
+                digest.update(f"unreadable: {exc.errno}".encode())
+        return digest.hexdigest()
+
     def load_initial(self) -> Service:
         """Import the service before the server binds, so a broken module fails `serve` with
         a readable error instead of a server that never becomes ready."""
+        self._attempted = self._fingerprint()
         service = load_service(self.source)
         self.endpoints = self._compile(service)
         self.settings = effective_settings(self.config, service)
@@ -193,10 +222,13 @@ class ServiceHost:
             and bool(self.pool.ready)
         )
 
-    async def reload(self, changed_at: float | None = None) -> bool:
+    async def reload(self, changed_at: float | None = None, *, if_changed: bool = False) -> bool:
         """Re-import the service and swap it in; returns False (and keeps the old generation)
         when the new code fails to import or its runners fail to load. `changed_at` is the
-        perf_counter time of the edit, for `last_reload_ms`."""
+        perf_counter time of the edit, for `last_reload_ms`. With `if_changed`, source files
+        whose content the last attempt already loaded successfully are not loaded again: the
+        kernel asks for a reload right after writing, and the file watcher
+        sees the same write a moment later."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -206,6 +238,11 @@ class ServiceHost:
             try:
                 if self.source.regenerate is not None:
                     await _in_thread_timed(self.source.regenerate)
+                fingerprint = await _in_thread_timed(self._fingerprint)
+                if if_changed and fingerprint == self._attempted and self.last_error is None:
+                    log.debug("source unchanged since the last reload: nothing to do")
+                    return True  # (a failed attempt is tried again: it may have been transient)
+                self._attempted = fingerprint
                 service = await _in_thread_timed(load_service, self.source)
                 began = time.thread_time()
                 try:

@@ -167,8 +167,10 @@ def _response(schema: ApiSchema, components: dict[str, Any], ref: str = _REF) ->
     return {"application/json": {"schema": _schema(returns, components, ref)}}
 
 
-def build_openapi(app: FastAPI, host: ServiceHost) -> dict[str, Any]:
-    """The document `/openapi.json` serves: the live generation's, cached per generation."""
+def build_openapi(app: FastAPI, host: ServiceHost, *, token: bool = False) -> dict[str, Any]:
+    """The document `/openapi.json` serves: the live generation's, cached per generation.
+    With `token` (the server requires the API token) every API declares the bearer scheme, so
+    /docs has an Authorize button and its Try it out sends the token."""
     cached = getattr(app, "_nbento_openapi", None)
     if cached is not None and cached[0] == host.generation:
         return cached[1]
@@ -176,8 +178,27 @@ def build_openapi(app: FastAPI, host: ServiceHost) -> dict[str, Any]:
         return {"openapi": "3.1.0", "info": {"title": "nbento", "version": "0"}, "paths": {}}
     schemas = [endpoint.schema for endpoint in host.endpoints.values()]
     doc = service_openapi(host.service, schemas)
+    if token:
+        _require_token(doc, {endpoint.spec.route for endpoint in host.endpoints.values()})
     app._nbento_openapi = (host.generation, doc)  # type: ignore[attr-defined]
     return doc
+
+
+TOKEN_SCHEME = "apiToken"
+
+
+def _require_token(doc: dict[str, Any], routes: set[str]) -> None:
+    doc.setdefault("components", {}).setdefault("securitySchemes", {})[TOKEN_SCHEME] = {
+        "type": "http", "scheme": "bearer",
+        "description": "The server's API token (NBENTO_API_TOKEN or NBENTO_API_TOKEN_FILE), "
+                       "sent as 'Authorization: Bearer <token>'.",
+    }
+    for route, operations in doc["paths"].items():
+        if route in routes:
+            for operation in operations.values():
+                operation["security"] = [{TOKEN_SCHEME: []}]
+                operation["responses"].setdefault(
+                    "401", {"description": "the API token is missing or does not match"})
 
 
 def service_openapi(service: Service, schemas: list[ApiSchema] | None = None) -> dict[str, Any]:

@@ -39,14 +39,7 @@ class Reloader:
 
     def watched(self) -> tuple[set[Path], set[Path]]:
         """(files whose change reloads the code, store folders whose new versions reload)."""
-        source = self.host.source
-        files = {Path(p).resolve() for p in source.watch}
-        if not files and source.path is not None:
-            files.add(Path(source.path).resolve())
-        if not files and self.host.service is not None:
-            module_file = getattr(self.host.service.module, "__file__", None)
-            if module_file:
-                files.add(Path(module_file).resolve())
+        files = self.host.source_files()
         folders: set[Path] = set()
         service = self.host.service
         if service is not None:
@@ -97,6 +90,9 @@ class Reloader:
                 changed_at = time.perf_counter()
                 shown = ", ".join(sorted({Path(p).name for _, p in changes}))
                 log.info("change in %s: reloading", shown)
-                await self.host.reload(changed_at=changed_at)
+                # A write the kernel already had reloaded (POST /_nbento/reload) is skipped;
+                # a new model version in a store folder always reloads.
+                code_only = all(Path(p) in files for _, p in changes)
+                await self.host.reload(changed_at=changed_at, if_changed=code_only)
                 if self.watched() != (files, folders):
                     break  # new latest runners or files: restart the watch with the new set

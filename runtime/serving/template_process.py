@@ -110,9 +110,23 @@ def _become_worker(fd: int, model: Any, obj: Any, threads: int, calls: int) -> i
     # Objects the template made stay out of this process's collections, so a collection does
     # not write to (and un-share) their pages.
     gc.freeze()
+    reseed_random_generators()
     answers = _Answers(os.fdopen(os.dup(fd), "wb"))
     answers.send(READY_ID, {"ready": time.perf_counter() - began, "forked": True})
     return serve_calls(model, obj, threads, calls, os.fdopen(fd, "rb"), answers)
+
+
+def reseed_random_generators() -> None:
+    """Fresh seeds from the OS for the global generators a model may draw from (sampling,
+    dropout left on, random augmentation). A forked worker otherwise starts from the template's
+    state, and every worker would draw the same numbers. Python's `random` reseeds itself after
+    a fork; NumPy's and torch's global generators do not. Only libraries already imported."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()  # no argument: from the OS's entropy
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.seed()  # a non-deterministic seed for every device's default generator
 
 
 def _fork(control: socket.socket, fd: int, model: Any, obj: Any, threads: int, calls: int,

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from runtime.errors import NotForkable, RemoteCallError, UndeclaredMethod, WorkerDied, WorkerError
 from runtime.serving import wire
@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("nbento.workers")
+_T = TypeVar("_T")
 
 _LOAD_LOCK = threading.Lock()
 
@@ -404,23 +405,17 @@ class ProcessWorkers:
         return task
 
     async def _replace(self, dead: _Child) -> None:
-        delay = 0.5
-        while not self._closing:
+        async def start() -> _Child:
             fresh = _Child(self.tag, self.threads, self.calls)
-            try:
-                await self._start_child(fresh)
-            except (WorkerError, OSError) as exc:
-                log.error("could not replace a worker process of %s: %s", self.tag, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                continue
-            if self._closing:
-                await fresh.stop(5.0)
-                return
+            await self._start_child(fresh)
+            return fresh
+
+        fresh = await self._until_started("replace a worker process", start,
+                                          lambda child: child.stop(5.0))
+        if fresh is not None:
             self._children = [fresh if c is dead else c for c in self._children]
             self.replaced += 1
             log.info("worker process %d replaces %d for %s", fresh.pid, dead.pid, self.tag)
-            return
 
     def _template_died(self, template: Template) -> None:
         """The template is gone (its workers are not): start a new one in the background."""
@@ -429,23 +424,38 @@ class ProcessWorkers:
         self._template_task = self._background(self._restart_template())
 
     async def _restart_template(self) -> None:
+        async def start() -> Template:
+            fresh = Template(self.tag, self.threads, self.calls)
+            await fresh.start(self._template_died)
+            return fresh
+
+        fresh = await self._until_started("restart the template process", start,
+                                          lambda template: template.aclose(5.0))
+        if fresh is not None:
+            self.template = fresh
+            self.template_restarts += 1
+            log.info("template process %d of %s restarted", fresh.pid, self.tag)
+
+    async def _until_started(
+        self, what: str, start: Callable[[], Awaitable[_T]],
+        stop: Callable[[_T], Awaitable[None]],
+    ) -> _T | None:
+        """`start()` until it succeeds, backing off from 0.5 s to 30 s between attempts, or
+        until the runner closes (None; a process that started meanwhile is stopped)."""
         delay = 0.5
         while not self._closing:
-            fresh = Template(self.tag, self.threads, self.calls)
             try:
-                await fresh.start(self._template_died)
+                started = await start()
             except (WorkerError, OSError) as exc:
-                log.error("could not restart the template process of %s: %s", self.tag, exc)
+                log.error("could not %s of %s: %s", what, self.tag, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
             if self._closing:
-                await fresh.aclose(5.0)
-                return
-            self.template = fresh
-            self.template_restarts += 1
-            log.info("template process %d of %s restarted", fresh.pid, self.tag)
-            return
+                await stop(started)
+                return None
+            return started
+        return None
 
     async def aclose(self, timeout: float) -> None:
         self._closing = True

@@ -25,6 +25,12 @@ class ThreadReporter(torch.nn.Module):
     def layout(self, rows: list[Any]) -> list[list[int]]:
         return [[torch.get_num_threads(), os.getpid()] for _ in rows]
 
+    def draw(self, rows: list[Any]) -> list[list[float]]:
+        """Per row: the process id, a NumPy draw and a torch draw from the global generators."""
+        import numpy as np
+
+        return [[os.getpid(), float(np.random.random()), float(torch.rand(1))] for _ in rows]
+
     def slow(self, rows: list[float]) -> list[float]:
         time.sleep(0.05)
         return [2 * row for row in rows]
@@ -34,4 +40,5 @@ SIGNATURES = {
     "forward": {"batchable": True},
     "layout": {"batchable": True},
     "slow": {"batchable": True},
+    "draw": {"batchable": True},
 }

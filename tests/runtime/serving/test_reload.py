@@ -5,6 +5,7 @@ that runner only."""
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,37 @@ def test_broken_edit_keeps_last_good_version_and_reports_the_error(
     after = edit_and_wait(server, path, SERVICE.replace('"version": 1', '"version": 3'))
     assert after["last_error"] is None
     assert httpx.post(f"{server.url}/double", json=[3]).json() == {"out": [6.0], "version": 3}
+
+
+def test_a_reload_on_request_answers_once_live_and_the_watcher_does_not_repeat_it(
+    reloading: tuple[ServerProcess, Path, Path], tmp_path: Path,
+) -> None:
+    """What the kernel does after writing the service: POST /_nbento/reload answers when the
+    new code serves (or with the attempt's error); the file watcher's event for the same write
+    then reloads nothing."""
+    server, path, _ = reloading
+    before = status(server)["generation"]
+    code = SERVICE.replace('"version": 1', '"version": 4')
+    path.write_text(code)
+    answer = httpx.post(f"{server.url}/_nbento/reload", timeout=30).json()
+    assert answer["source_sha256"] == hashlib.sha256(code.encode()).hexdigest(), answer
+    assert answer["last_error"] is None and answer["generation"] == before + 1, answer
+    assert httpx.post(f"{server.url}/double", json=[1]).json()["version"] == 4  # live already
+    time.sleep(1.0)  # the watcher has seen the write by now (10-150 ms): same bytes, no reload
+    assert status(server)["generation"] == before + 1, server.log()
+    again = httpx.post(f"{server.url}/_nbento/reload", timeout=30).json()
+    assert again["generation"] == before + 1  # nothing changed: nothing reloaded
+
+    path.write_text(SERVICE + "\ndef broken(:\n")
+    failed = httpx.post(f"{server.url}/_nbento/reload", timeout=30).json()
+    assert failed["last_error"]["message"].startswith("SyntaxError"), failed
+    assert failed["source_sha256"] == answer["source_sha256"]  # the last good code serves
+    assert httpx.post(f"{server.url}/double", json=[1]).json()["version"] == 4
+
+    # only a development server (--reload) has the route
+    path.write_text(code)
+    with running_server(tmp_path / "svc") as fixed:
+        assert httpx.post(f"{fixed.url}/_nbento/reload", timeout=30).status_code == 404
 
 
 def test_new_latest_model_version_reloads_that_runner_only(

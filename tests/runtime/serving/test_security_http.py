@@ -134,6 +134,19 @@ def test_public_metrics_and_docs_by_setting(root: Path, tmp_path: Path) -> None:
         assert httpx.get(f"{proc.url}/_nbento/status").status_code == 401
         assert httpx.post(f"{proc.url}/double", json=[1]).status_code == 401
         assert httpx.post(f"{proc.url}/double", json=[1], headers=AUTH).json() == [2.0]
+        # public docs of a server that wants the token: /docs gets an Authorize button and
+        # its Try it out sends the token (the APIs declare the bearer scheme; probes do not)
+        doc = httpx.get(f"{proc.url}/openapi.json").json()
+        scheme = doc["components"]["securitySchemes"]["apiToken"]
+        assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+        assert doc["paths"]["/double"]["post"]["security"] == [{"apiToken": []}]
+        assert "401" in doc["paths"]["/double"]["post"]["responses"]
+        assert "security" not in doc["paths"]["/livez"]["get"]
+    with running_server(root / "svc", "--set", "http.public_docs=true",
+                        env={"NBENTO_HOME": str(root / "home")}) as open_server:
+        doc = httpx.get(f"{open_server.url}/openapi.json").json()
+        assert "securitySchemes" not in doc.get("components", {})
+        assert "security" not in doc["paths"]["/double"]["post"]
 
 
 def test_a_bad_token_file_stops_the_start(root: Path, tmp_path: Path) -> None:

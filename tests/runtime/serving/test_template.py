@@ -92,6 +92,28 @@ async def test_workers_are_forked_children_of_the_template_and_load_nothing() ->
     assert not psutil.pid_exists(template) or psutil.Process(template).status() == "zombie"
 
 
+async def test_forked_workers_do_not_share_their_random_numbers() -> None:
+    """Every worker starts from the template's memory; without fresh seeds after the fork,
+    each would draw the same NumPy and torch numbers as its siblings."""
+    store.save_model("reporter", ThreadReporter(), signatures=SIGNATURES)
+    workers = ProcessWorkers("reporter:latest", workers=2, threads=1)
+    await workers.start()
+    try:
+        draws: dict[int, list[tuple[float, float]]] = {}
+        for _ in range(50):
+            answers = await asyncio.gather(*(workers.run("draw", ([0],), {}) for _ in range(4)))
+            for [[pid, numpy_draw, torch_draw]] in answers:
+                draws.setdefault(int(pid), []).append((numpy_draw, torch_draw))
+            if len(draws) == 2:
+                break
+        assert len(draws) == 2, draws
+        first, second = draws.values()
+        for kind in (0, 1):  # NumPy's, then torch's
+            assert not {d[kind] for d in first} & {d[kind] for d in second}, draws
+    finally:
+        await workers.aclose(5.0)
+
+
 async def test_a_killed_template_is_restarted_while_its_workers_keep_serving() -> None:
     store.save_model("reporter", ThreadReporter(), signatures=SIGNATURES)
     workers = ProcessWorkers("reporter:latest", workers=2, threads=1)
