@@ -108,7 +108,9 @@ def _load(path: Path) -> ServerRecord | None:
 
 
 def pid_alive(pid: int) -> bool:
-    """The process exists and is not a zombie waiting for its parent to reap it."""
+    """The process exists and is not a zombie waiting for its parent to reap it. A main thread
+    that has exited while the process's other threads are still being torn down also shows as
+    a zombie, but the parent cannot collect the process yet: that counts as alive."""
     if pid <= 0:
         return False
     try:
@@ -121,7 +123,12 @@ def pid_alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return True  # no procfs: trust kill(0)
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    if stat.rsplit(")", 1)[-1].split()[0] != "Z":
+        return True
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
 
 
 def _argv(pid: int) -> list[str] | None:
