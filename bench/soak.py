@@ -269,9 +269,9 @@ def report(load: OpenLoop, events: Events, seconds: float, capacity: str, rate: 
     lines = [
         "| minute | sent | OK | errors | errors in bad-reload windows | p50 ms | p95 ms | p99 ms "
         "| reloads ok / failed | reload CPU ms | CPU s: server main / workers / generator "
-        "| main CPU ms per OK | foreign CPU s / steal s | RSS MB main / workers "
-        "| worker restarts |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| main CPU ms per OK | embedder rows per batch | foreign CPU s / steal s "
+        "| RSS MB main / workers | worker restarts |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     p95s = []
     foreign: list[float] = []  # per minute: CPU-seconds of processes outside this test
@@ -309,12 +309,14 @@ def report(load: OpenLoop, events: Events, seconds: float, capacity: str, rate: 
         reloads_ok = _scrape_delta(events, lo, hi, "ok")
         reloads_failed = _scrape_delta(events, lo, hi, "error")
         reload_cpu = _scrape_delta(events, lo, hi, "cpu_seconds")
+        batches = _scrape_delta(events, lo, hi, "encode_rows_count")
+        rows_per_batch = _scrape_delta(events, lo, hi, "encode_rows_sum") / batches if batches else 0
         lines.append(
             f"| {m + 1} | {len(rows)} | {len(ok)} | {len(outside)} | {len(inside)} "
             f"| {pct(lat, 0.5):.0f} | {p95:.0f} | {pct(lat, 0.99):.0f} "
             f"| {reloads_ok:.0f} / {reloads_failed:.0f} | {reload_cpu * 1000:.0f} "
             f"| {main_s:.1f} / {workers_s:.1f} / {gen_s:.1f} "
-            f"| {main_s * 1000 / max(1, len(ok)):.2f} "
+            f"| {main_s * 1000 / max(1, len(ok)):.2f} | {rows_per_batch:.2f} "
             f"| {foreign_s:.1f} / {last.cpu_steal - first.cpu_steal:.1f} "
             f"| {max(s.rss_main for s in window) / 2**20:.0f} / "
             f"{max(s.rss_workers for s in window) / 2**20:.0f} | {restarts} |"
@@ -332,6 +334,9 @@ def report(load: OpenLoop, events: Events, seconds: float, capacity: str, rate: 
     outside_lat = [r.latency * 1000 for r in load.records
                    if r.status == 200 and not events.in_bad_window(r.due)]
     steady = max(p95s) / min(p95s) if p95s and min(p95s) > 0 else float("nan")
+    head, tail = p95s[:3], p95s[-3:]
+    drift = (statistics.median(tail) / statistics.median(head)
+             if head and statistics.median(head) > 0 else float("nan"))
     whole = (samples[-1].cpu_main - samples[0].cpu_main, samples[-1].cpu_workers -
              samples[0].cpu_workers, samples[-1].cpu_generator - samples[0].cpu_generator)
     span = samples[-1].t - samples[0].t if samples else seconds
@@ -366,7 +371,8 @@ def report(load: OpenLoop, events: Events, seconds: float, capacity: str, rate: 
         f"{last_rss / 2**20:.0f} MB at the end ({growth:+.1f}%), peak "
         f"{max(totals or [0]) / 2**20:.0f} MB; main process {main_growth / 2**20:+.1f} MB "
         f"({main_growth / 1024 / max(1.0, reloads_ok + reloads_failed):.0f} KB per reload)",
-        f"p95 per minute: {min(p95s):.0f}-{max(p95s):.0f} ms (max/min {steady:.2f})",
+        f"p95 per minute: {min(p95s):.0f}-{max(p95s):.0f} ms (max/min {steady:.2f}); drift: "
+        f"median p95 of the last 3 minutes / of the first 3 {drift:.2f} (over 1: rising)",
         f"verdict: {'PASS' if passed else 'FAIL'}: errors outside bad-reload windows "
         f"{'0 ok' if errors_ok else f'{outside_total} FAIL'}; RSS growth {growth:+.1f}% "
         f"{'< 10% ok' if rss_ok else '>= 10% FAIL'}; p95 max/min {steady:.2f} "
@@ -384,6 +390,12 @@ def reload_counts(base: str) -> dict[str, float]:
               re.findall(r'nbento_reloads_total\{result="(\w+)"\} ([\d.e+-]+)', text)}
     cpu = re.search(r"nbento_reload_cpu_seconds_total ([\d.e+-]+)", text)
     counts["cpu_seconds"] = float(cpu.group(1)) if cpu else float("nan")
+    for part in ("sum", "count"):  # the embedder's batches: rows and batches so far
+        counts[f"encode_rows_{part}"] = float("nan")
+        for labels, value in re.findall(
+                rf"nbento_runner_batch_size_{part}\{{([^}}]*)\}} ([\d.e+-]+)", text):
+            if 'runner="support_embedder"' in labels and 'method="encode"' in labels:
+                counts[f"encode_rows_{part}"] = float(value)
     return counts
 
 
@@ -477,7 +489,8 @@ def record(body: str, args: argparse.Namespace) -> None:
                f"{platform.python_version()}, torch {md.version('torch')}, nbento "
                f"{md.version('nbento') if _has('nbento') else '?'}; load average at the end "
                f"{os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    section = (f"{SECTION}\n\n`python bench/soak.py --minutes {args.minutes:g} --record` "
+    sets = "".join(f" --set {kv}" for kv in args.settings)
+    section = (f"{SECTION}\n\n`python bench/soak.py --minutes {args.minutes:g}{sets} --record` "
                f"({machine}).\n\n{body.strip()}\n")
     start = text.find(f"\n{SECTION}\n")
     if start == -1:
@@ -515,6 +528,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-connections", type=int, default=256)
     parser.add_argument("--p95-steady", type=float, default=2.0,
                         help="largest p95 max/min ratio across minutes that counts as steady")
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="a server setting, passed on as `nbento serve --set KEY=VALUE` "
+                             "(repeatable), e.g. runners.support_embedder.batching."
+                             "max_latency_ms=25")
     parser.add_argument("--record", action="store_true", help="write '## Soak' in RESULTS.md")
     args = parser.parse_args(argv)
 
@@ -527,8 +545,10 @@ def main(argv: list[str] | None = None) -> int:
     print("setup: running the notebook up to %nbento serve ...", file=sys.stderr, flush=True)
     folder = prepare(home)
     port = free_port()
+    settings = [arg for kv in args.settings for arg in ("--set", kv)]
     server = Server("nbento", [sys.executable, "-m", "runtime", "serve", str(folder), "--reload",
-                               "--port", str(port)], port, WORK, env, WORK / "server.log")
+                               "--port", str(port), *settings], port, WORK, env,
+                    WORK / "server.log")
     seconds = args.minutes * 60
     try:
         server.start()
