@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,8 +29,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import soak
-from soak import SCENARIO, WORK, ProcessWatch, pct, prepare, run_loop
+from soak import SCENARIO, WORK, ProcessWatch, pct, run_loop, setup
 
 sys.path.insert(0, str(SCENARIO))
 from harness import Server, free_port
@@ -59,15 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="per step")
     args = parser.parse_args(argv)
 
-    home = Path(tempfile.mkdtemp(prefix="nbento-steps-"))
-    root = soak.ROOT
-    env = dict(os.environ, NBENTO_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([str(root), str(root / "runtime" / "_nbento_pkg"),
-                                           os.environ.get("PYTHONPATH", "")]))
-    os.environ.update({k: env[k] for k in ("NBENTO_HOME", "PYTHONPATH")})
-    print("setup: running the notebook up to %nbento serve ...", file=sys.stderr, flush=True)
-    folder = prepare(home)
+    home, env, folder = setup("nbento-steps-")
     port = free_port()
     server = Server("nbento", [sys.executable, "-m", "runtime", "serve", str(folder),
                                "--port", str(port)], port, WORK, env, WORK / "server.log")

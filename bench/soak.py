@@ -104,6 +104,19 @@ def prepare(home: Path) -> Path:
     return Path(found[0]).parent
 
 
+def setup(prefix: str) -> tuple[Path, dict[str, str], Path]:
+    """A scratch NBENTO_HOME (also set in this process), the environment to serve with, and
+    the service folder `prepare` wrote there."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    env = dict(os.environ, NBENTO_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "runtime" / "_nbento_pkg"),
+                                           os.environ.get("PYTHONPATH", "")]))
+    os.environ.update({k: env[k] for k in ("NBENTO_HOME", "PYTHONPATH")})
+    print("setup: running the notebook up to %nbento serve ...", file=sys.stderr, flush=True)
+    return home, env, prepare(home)
+
+
 # -- reloads and memory --------------------------------------------------------------------
 
 
@@ -536,14 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true", help="write '## Soak' in RESULTS.md")
     args = parser.parse_args(argv)
 
-    home = Path(tempfile.mkdtemp(prefix="nbento-soak-"))
-    env = dict(os.environ, NBENTO_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "runtime" / "_nbento_pkg"),
-                                           os.environ.get("PYTHONPATH", "")]))
-    os.environ.update({k: env[k] for k in ("NBENTO_HOME", "PYTHONPATH")})
-    print("setup: running the notebook up to %nbento serve ...", file=sys.stderr, flush=True)
-    folder = prepare(home)
+    home, env, folder = setup("nbento-soak-")
     port = free_port()
     settings = [arg for kv in args.settings for arg in ("--set", kv)]
     server = Server("nbento", [sys.executable, "-m", "runtime", "serve", str(folder), "--reload",
