@@ -278,10 +278,13 @@ class KernelServer:
         timeout: float = 30.0,
         same_error_after_ms: float = 1500.0,
     ) -> ReloadOutcome:
-        """Poll until the server serves `sha256` or reports a new error (bounded by `timeout`).
+        """Until the server serves `sha256` or reports a new error (bounded by `timeout`).
 
-        A failed reload is recognised by a `last_error` that differs from the one seen before
-        the write, or by the same error still there after `same_error_after_ms`."""
+        First asks the server to reload now (`POST /_nbento/reload`, answered when done).
+        Against a server without that route, or when it loaded other bytes than ours, polls
+        the status: a failed reload is then recognised by a `last_error` that differs from
+        the one seen before the write, or by the same error still there after
+        `same_error_after_ms`."""
         previous_error = (before or {}).get("last_error")
         deadline = time.monotonic() + timeout
         answer = self._reload_now(timeout)

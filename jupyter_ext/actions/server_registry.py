@@ -148,6 +148,11 @@ def is_server_process(pid: int, folder: Path) -> bool:
     words = _argv(pid)
     if words is None:
         return True  # no procfs (macOS): the PID check is all we have
+    return _serves(words, folder)
+
+
+def _serves(words: list[str], folder: Path) -> bool:
+    """These arguments are nbento's kernel-server bootstrap serving `folder`."""
     return "--parent-pid" in words and str(folder) in words
 
 
@@ -160,4 +165,4 @@ def server_gone(pid: int, folder: Path) -> bool:
     words = _argv(pid)
     if words is None:
         return False
-    return bool(words) and not ("--parent-pid" in words and str(folder) in words)
+    return bool(words) and not _serves(words, folder)

@@ -98,9 +98,7 @@ def create_app(host: ServiceHost, config: ServerConfig) -> FastAPI:
             content twice reloads once. Only on a development server (`--reload`), behind the
             same token, Host and Origin checks as every other route."""
             await host.reload(if_changed=True)
-            status = host.status()
-            return {key: status[key] for key in
-                    ("generation", "source_sha256", "last_reload_ms", "last_error")}
+            return host.reload_status()
 
     def routes_hint() -> str:
         apis = ", ".join(f"POST {path}" for path in sorted(host.endpoints)) or "(none)"

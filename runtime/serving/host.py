@@ -297,17 +297,25 @@ class ServiceHost:
 
     # -- reporting and shutdown -------------------------------------------------------------
 
+    def reload_status(self) -> dict[str, Any]:
+        """What a reload left: the live generation, its source's sha256, the last reload's
+        time and error (`POST /_nbento/reload` answers with this)."""
+        service = self.service
+        return {
+            "generation": self.generation,
+            "source_sha256": service.source_sha256 if service else None,
+            "last_reload_ms": self.last_reload_ms,
+            "last_error": self.last_error,
+        }
+
     def status(self) -> dict[str, Any]:
         import os
 
         service = self.service
         return {
             "service": service.name if service else None,
-            "generation": self.generation,
-            "source_sha256": service.source_sha256 if service else None,
+            **self.reload_status(),
             "loaded_at": self.loaded_at,
-            "last_reload_ms": self.last_reload_ms,
-            "last_error": self.last_error,
             "runners": self.pool.status(),
             "settings": self.settings,
             "settings_sources": ["defaults", "code", *self.config.sources],

@@ -4,10 +4,12 @@ second one being started, and stopped from either side. Real `nbento serve` proc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -88,6 +90,27 @@ def test_a_kernel_started_server_is_adopted_by_the_panel_and_stopped_from_it(tmp
     finally:
         kernel.stop()
         panels.stop_all()
+
+
+def test_the_kernel_asks_its_server_to_reload_instead_of_waiting_for_the_watcher(
+    tmp_path: Path,
+) -> None:
+    _, folder = service_folder(tmp_path)
+    kernel = KernelServer(folder, port=free_port(), reload=True)
+    try:
+        kernel.start(timeout=60)
+        before = kernel.status()
+        code = SERVICE.replace("text.upper()", "text.upper() + '!'")
+        (folder / "service.py").write_text(code)
+        outcome = kernel.wait_for_reload(hashlib.sha256(code.encode()).hexdigest(), before,
+                                         started=time.perf_counter())
+        assert outcome.ok, outcome
+        assert shout(kernel.url) == "HI!"
+        metrics = httpx.get(f"{kernel.url}/metrics", timeout=10, trust_env=False).text
+        assert 'nbento_requests_total{endpoint="reload",status="200"} 1.0' in metrics, [
+            line for line in metrics.splitlines() if "requests_total" in line]
+    finally:
+        kernel.stop()
 
 
 def test_stopping_in_the_kernel_removes_the_adopted_server_from_the_panel(tmp_path: Path) -> None:
