@@ -238,7 +238,7 @@ class ServiceHost:
             try:
                 if self.source.regenerate is not None:
                     await _in_thread_timed(self.source.regenerate)
-                fingerprint = await _in_thread_timed(self._fingerprint)
+                fingerprint = self._fingerprint()  # a few small files: no extra thread hop
                 if if_changed and fingerprint == self._attempted and self.last_error is None:
                     log.debug("source unchanged since the last reload: nothing to do")
                     return True  # (a failed attempt is tried again: it may have been transient)
