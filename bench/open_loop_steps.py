@@ -2,7 +2,9 @@
 waits for answers), one step per rate, from a fresh server. Prints, per step: answers, p50/p95/
 p99 latency from the scheduled time, CPU ms per answer of the server's main process and of its
 worker processes, the CPU other processes used meanwhile, and the embedder's batches (mean rows
-per batch, and the fixed and per-row cost the batcher had learned at the end of the step).
+per batch; the fixed and per-row cost the batcher had learned at the end of the step, in wall
+time and in the workers' reported CPU; the servers it counted: workers, or the cores the rest of
+the machine left them).
 
 This is the load a service sees from many independent clients; it is where the batcher's
 dispatch policy decides how much CPU a request costs (wrk's closed loop keeps the queue full,
@@ -54,12 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[195.0, 195.0, 135.0])
     parser.add_argument("--seconds", type=float, default=20.0, help="per step")
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="KEY=VALUE", help="passed on as `nbento serve --set KEY=VALUE`")
     args = parser.parse_args(argv)
 
     home, env, folder = setup("nbento-steps-")
     port = free_port()
     server = Server("nbento", [sys.executable, "-m", "runtime", "serve", str(folder),
-                               "--port", str(port)], port, WORK, env, WORK / "server.log")
+                               "--port", str(port),
+                               *[arg for kv in args.settings for arg in ("--set", kv)]], port, WORK, env, WORK / "server.log")
     rows = []
     try:
         server.start()
@@ -84,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {main_s * 1000 / max(1, len(ok)):.2f} "
                 f"| {workers_s * 1000 / max(1, len(ok)):.2f} "
                 f"| {foreign / args.seconds:.2f} | {mean_batch:.2f} "
-                f"| {stats1['cost_a_s'] * 1000:.1f} / {stats1['cost_b_s'] * 1000:.1f} |")
+                f"| {stats1['cost_a_s'] * 1000:.1f} / {stats1['cost_b_s'] * 1000:.1f} "
+                f"| {stats1.get('cpu_cost_a_s', 0) * 1000:.1f} / "
+                f"{stats1.get('cpu_cost_b_s', 0) * 1000:.1f} "
+                f"| {stats1.get('servers', float('nan')):.2f} |")
             print(rows[-1], file=sys.stderr, flush=True)
     finally:
         server.stop()
@@ -93,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     print("| req/s | OK / sent | p50 ms | p95 ms | p99 ms | main CPU ms per OK "
           "| workers CPU ms per OK | other processes, cores | rows per batch "
-          "| learned a / b ms |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| learned a / b ms (wall) | learned a / b ms (CPU) | servers at the end |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     return 0
 

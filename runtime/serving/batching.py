@@ -23,12 +23,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.errors import QueueFull, RequestTooLarge, RunnerClosed
-from runtime.serving import metrics
+from runtime.serving import cpu, metrics
 from runtime.serving.estimators import ArrivalRate, CostModel
 from runtime.serving.rows import RowCall, join_outputs, plan_call, split_output
 from runtime.settings import BatchingConfig
 
 logger = logging.getLogger("nbento.batching")
+
+HEADROOM = 0.7
+"""The load the target batch size aims to keep the workers (or their cores) under, when some
+size can: near 1 a few percent more cost per batch multiplies the queueing delay, so a
+slightly larger batch buys a steady p95 (docs/batching.md, "CPU-aware dispatch")."""
+
+MIN_SERVERS = 0.25
+"""The fewest cores a runner's workers are counted as having when the rest of the machine
+keeps the cores busy (the batcher then sends its largest batches)."""
 
 RunBatch = Callable[..., Awaitable[Any]]
 """`await run_batch(*args, **kwargs)`: the model call on one batch (every row argument joined)."""
@@ -71,6 +80,7 @@ class AdaptiveBatcher:
         *,
         batch_dim: int = 0,
         concurrency: int = 1,
+        machine: cpu.MachineCpu | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -80,7 +90,10 @@ class AdaptiveBatcher:
         self.config = config
         self.batch_dim = batch_dim
         self.concurrency = concurrency
-        self.cost = CostModel()
+        self.cost = CostModel()  # wall seconds of a batch, as the caller waits for it
+        self.cpu_cost = CostModel()  # CPU-seconds of a batch, where workers report them
+        self._own_cpu = ArrivalRate(tau=1.0)  # cores this batcher's batches keep busy
+        self.machine = machine or cpu.machine_cpu()
         self.arrivals = ArrivalRate(tau=max(0.1, 20 * config.max_latency_ms / 1000))
         self._queue: deque[_Segment] = deque()
         self.queued_rows = 0
@@ -179,6 +192,9 @@ class AdaptiveBatcher:
             "rejected_rows": self.rejected,
             "cost_a_s": self.cost.a,
             "cost_b_s": self.cost.b,
+            "cpu_cost_a_s": self.cpu_cost.a,
+            "cpu_cost_b_s": self.cpu_cost.b,
+            "servers": self._servers(time.monotonic()),
             "arrival_rows_per_s": self.arrivals.rate(time.monotonic()),
         }
 
@@ -268,36 +284,69 @@ class AdaptiveBatcher:
         rate = self.arrivals.rate(now)
         if rate * remaining < 1.0:  # no companion expected before the deadline
             return 0.0
-        target = self._target_rows(rate)
+        target = self._target_rows(rate, now)
         if n >= target:
             return 0.0
         return min(remaining, (target - n) / rate)
 
-    def _target_rows(self, rate: float) -> float:
-        """The batch size with the least expected latency at `rate` rows/s (see
-        docs/batching.md): filling the batch takes `(n-1)/(2*rate)` on average, the batch
-        runs `a + b*n`, and it queues for a worker by the Allen-Cunneen approximation of a
-        queue with `concurrency` servers at load `rate*(a + b*n)/(n*concurrency)`, batches
-        arriving as regularly as `n` Poisson rows make them. At a low rate that is one row
-        (waiting costs more than it saves); near the workers' limit it is the size that keeps
-        the load well under 1. With no size under load 1, `max_batch_size`."""
-        a, b, c = self.cost.a, self.cost.b, self.concurrency
+    def _servers(self, now: float) -> float:
+        """How many batches can run at full speed at once: `concurrency` workers, but no more
+        than the cores the rest of the machine leaves them (the server's event loop, other
+        runners, other processes: the busy cores less this batcher's own reported CPU).
+        Without CPU reports (remote runners, test doubles) or a reading of the machine,
+        `concurrency`."""
+        servers = float(self.concurrency)
+        if not self.cpu_cost.samples:
+            return servers
+        busy = self.machine.busy(now)
+        if busy is None:
+            return servers
+        others = max(0.0, busy - self._own_cpu.rate(now))
+        return max(MIN_SERVERS, min(servers, self.machine.cores - others))
+
+    def _target_rows(self, rate: float, now: float | None = None) -> float:
+        """The batch size with the least expected latency at `rate` rows/s among those that
+        keep the load within HEADROOM, else among those under load 1 (see docs/batching.md):
+        filling the batch takes `(n-1)/(2*rate)` on average, the batch runs `a + b*n` (wall
+        time), and it queues for a server by the Allen-Cunneen approximation of a queue with
+        `_servers()` servers at load `rate*work(n)/(n*servers)`, batches arriving as regularly
+        as `n` Poisson rows make them; `work(n)` is the batch's CPU cost where workers report
+        it, else its wall time. At a low rate that is one row (waiting costs more than it
+        saves); near the limit of the workers or of the cores it is a size that leaves them
+        headroom. With no size under load 1, `max_batch_size`."""
+        servers = self._servers(time.monotonic() if now is None else now)
+        work = self.cpu_cost if self.cpu_cost.samples else self.cost
         limit = self.config.max_batch_size
-        power = math.sqrt(2.0 * (c + 1)) - 1.0
-        best_n, best = limit, math.inf
-        for n in range(1, limit + 1):
+        room = HEADROOM * servers - rate * work.b  # n*room >= rate*a: load within HEADROOM
+        if room > 0:
+            smallest = max(1, math.ceil(rate * work.a / room))
+            if smallest <= limit:
+                found = self._least_latency(rate, servers, work, smallest, HEADROOM)
+                if found is not None:
+                    return float(found)
+        found = self._least_latency(rate, servers, work, 1, 1.0)
+        return float(limit if found is None else found)
+
+    def _least_latency(
+        self, rate: float, servers: float, work: CostModel, start: int, max_load: float
+    ) -> int | None:
+        """The n from `start` up with the least expected latency and load under `max_load`."""
+        a, b = self.cost.a, self.cost.b
+        power = math.sqrt(2.0 * (servers + 1)) - 1.0
+        best_n, best = None, math.inf
+        for n in range(start, self.config.max_batch_size + 1):
             fill = (n - 1) / (2.0 * rate)
             service = a + b * n
             if fill + service >= best:  # both grow with n: no larger batch can do better
                 break
-            load = rate * service / (n * c)
-            if load >= 1.0:
+            load = rate * work.seconds(n) / (n * servers)
+            if load >= max_load:
                 continue
-            queueing = service * load**power / (c * (1.0 - load)) / (2.0 * n)
+            queueing = service * load**power / (servers * (1.0 - load)) / (2.0 * n)
             latency = fill + queueing + service
             if latency < best:
                 best_n, best = n, latency
-        return float(best_n)
+        return best_n
 
     def _drop_cancelled(self) -> None:
         while self._queue and self._queue[0].request.future.done():
@@ -347,14 +396,19 @@ class AdaptiveBatcher:
         first = batch[0].request
         try:
             args, kwargs = first.call.join([s.request.call.slice(s.start, s.end) for s in batch])
-            output = await self.run_batch(*args, **kwargs)
+            with cpu.metering() as meter:
+                output = await self.run_batch(*args, **kwargs)
             pieces = split_output(output, sizes, self.batch_dim)
         except Exception as exc:  # one failing batch fails exactly its own requests
             for segment in batch:
                 self._fail(segment.request, exc)
         else:
-            elapsed = time.monotonic() - start
+            done = time.monotonic()
+            elapsed = done - start
             self.cost.add(total, elapsed)
+            if meter.reported:
+                self.cpu_cost.add(total, meter.seconds)
+                self._own_cpu.add(meter.seconds, done)
             self._m_compute.observe(elapsed)
             for segment, piece in zip(batch, pieces, strict=True):
                 self._deliver(segment, piece)

@@ -54,16 +54,17 @@ class CostModel:
 
 
 class ArrivalRate:
-    """Rows per second, decayed with time constant `tau` so it falls to ~0 within a second of
-    idleness (a lone request after quiet is then dispatched at once)."""
+    """An amount per second (rows; CPU-seconds, i.e. cores), decayed with time constant `tau`,
+    so an arrival rate falls to ~0 within a second of idleness (a lone request after quiet is
+    then dispatched at once)."""
 
     def __init__(self, tau: float = 0.2) -> None:
         self.tau = tau
         self._rate = 0.0
         self._at = time.monotonic()
 
-    def add(self, rows: int, now: float) -> None:
-        self._rate = self.rate(now) + rows / self.tau
+    def add(self, amount: float, now: float) -> None:
+        self._rate = self.rate(now) + amount / self.tau
         self._at = now
 
     def rate(self, now: float) -> float:

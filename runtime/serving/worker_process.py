@@ -120,13 +120,20 @@ def serve_calls(
 ) -> int:
     """Answer framed calls from `inp` until it closes (0), `calls` of them at once at most."""
 
+    # The CPU-seconds of each call go back with its answer (the batcher weighs batch sizes
+    # with them, see runtime.serving.cpu): the whole process's while calls run one at a time
+    # (torch's intra-op threads included), else the answering thread's own.
+    clock = time.process_time if calls == 1 else time.thread_time
+
     def answer(call_id: int, body: bytes) -> None:
+        began = clock()
         try:
             request = wire.decode(body)
             bound = declared_method(obj, model.info.signatures, request["m"], model.tag)
             reply: dict[str, Any] = {"ok": bound(*request["a"], **request["k"])}
         except Exception as exc:
             reply = {"err": error_body(exc)}
+        reply["cpu"] = clock() - began
         answers.send(call_id, reply)
 
     # More than one call at once only when the runner allows it (`max_concurrency`); torch

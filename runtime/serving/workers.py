@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import logging
 import os
 import signal
@@ -31,7 +30,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from runtime.errors import NotForkable, RemoteCallError, UndeclaredMethod, WorkerDied, WorkerError
-from runtime.serving import wire
+from runtime.serving import cpu, wire
 from runtime.serving.template import Template, worker_env
 from runtime.serving.worker_process import BOOT as WORKER_BOOT
 from runtime.serving.worker_process import (
@@ -142,7 +141,16 @@ class ThreadWorkers:
         bound = declared_method(
             self.obj, self.model_ref.info.signatures, method, self.model_ref.tag
         )
-        call = functools.partial(bound, *args, **kwargs)
+        meter = cpu.current_meter()
+
+        def call() -> Any:
+            began = time.thread_time()
+            try:
+                return bound(*args, **kwargs)
+            finally:
+                if meter is not None:  # the batch's meter, read back once this call is done
+                    meter.charge(time.thread_time() - began)
+
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     async def aclose(self, timeout: float) -> None:
@@ -258,6 +266,7 @@ class _Child:
             reply = await answer
         finally:
             self.open.pop(call_id, None)
+        cpu.charge(reply.get("cpu"))
         if "err" in reply:
             err = reply["err"]
             raise RemoteCallError(f"{err['type']}: {err['message']}", err["type"], err["trace"])
