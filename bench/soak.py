@@ -26,7 +26,7 @@ connection counts as an error).
 
     .venv/bin/python bench/soak.py                     # 10 minutes, prints the table
     .venv/bin/python bench/soak.py --minutes 2         # a short check
-    .venv/bin/python bench/soak.py --record            # also writes "## Soak" in RESULTS.md
+    .venv/bin/python bench/soak.py --record            # also adds the run to "## Soak" in RESULTS.md
 """
 
 from __future__ import annotations
@@ -503,15 +503,19 @@ def record(body: str, args: argparse.Namespace) -> None:
                f"{md.version('nbento') if _has('nbento') else '?'}; load average at the end "
                f"{os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     sets = "".join(f" --set {kv}" for kv in args.settings)
-    section = (f"{SECTION}\n\n`python bench/soak.py --minutes {args.minutes:g}{sets} --record` "
-               f"({machine}).\n\n{body.strip()}\n")
+    run = (f"### Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
+           f"`python bench/soak.py --minutes {args.minutes:g}{sets} --record` ({machine}).\n\n"
+           f"{body.strip()}\n\n")
     start = text.find(f"\n{SECTION}\n")
     if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
+        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n" + run
+    else:  # the newest run first; earlier runs and the section's own summary stay
+        first = text.find("\n### ", start)
         nxt = text.find("\n## ", start + len(SECTION) + 1)
-        text = text[:start + 1] + section + (text[nxt:] if nxt != -1 else "")
-    RESULTS.write_text(text)
+        at = first + 1 if first != -1 and (nxt == -1 or first < nxt) else (
+            nxt + 1 if nxt != -1 else len(text))
+        text = text[:at] + run + text[at:]
+    RESULTS.write_text(text.rstrip("\n") + "\n")
 
 
 def _has(dist: str) -> bool:
@@ -546,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a server setting, passed on as `nbento serve --set KEY=VALUE` "
                              "(repeatable), e.g. runners.support_embedder.batching."
                              "max_latency_ms=25")
-    parser.add_argument("--record", action="store_true", help="write '## Soak' in RESULTS.md")
+    parser.add_argument("--record", action="store_true", help="add the run to '## Soak' in RESULTS.md (newest first)")
     args = parser.parse_args(argv)
 
     home, env, folder = setup("nbento-soak-")

@@ -2,11 +2,13 @@
 the model together, so one forward pass serves many requests.
 
 When to dispatch (see docs/batching.md): the batcher learns what a batch costs as it runs
-(`cost(n) = a + b*n`, an exponentially weighted least-squares fit) and how fast rows arrive
-(a time-decayed rate). With a free worker and rows queued it dispatches at once when the queue
-holds `max_batch_size` rows, when no further row is expected before the oldest row's deadline
-(`max_latency_ms`), or when the queue already holds the batch size the workers need to keep up
-with the arrival rate; otherwise it waits for companions, never past the deadline. While every
+(`cost(n) = a + b*n`, exponentially weighted least-squares fits of its wall time and of the CPU
+its workers report), how fast rows arrive (a time-decayed rate) and how many cores the rest of
+the machine leaves its workers (runtime.serving.cpu). With a free worker and rows queued it
+dispatches at once when the queue holds `max_batch_size` rows, when no further row is expected
+before the oldest row's deadline (`max_latency_ms`), or when the queue already holds the target
+size (the least expected latency, leaving the workers or their cores headroom); otherwise it
+waits for companions, never past the deadline. While every
 worker is busy rows keep queuing (free batching); only a full queue (`max_queue_rows`) refuses.
 """
 
@@ -330,7 +332,8 @@ class AdaptiveBatcher:
     def _least_latency(
         self, rate: float, servers: float, work: CostModel, start: int, max_load: float
     ) -> int | None:
-        """The n from `start` up with the least expected latency and load under `max_load`."""
+        """The n from `start` up with the least expected latency, its load at most `max_load`
+        (and under 1)."""
         a, b = self.cost.a, self.cost.b
         power = math.sqrt(2.0 * (servers + 1)) - 1.0
         best_n, best = None, math.inf
@@ -340,7 +343,7 @@ class AdaptiveBatcher:
             if fill + service >= best:  # both grow with n: no larger batch can do better
                 break
             load = rate * work.seconds(n) / (n * servers)
-            if load >= max_load:
+            if load > max_load or load >= 1.0:
                 continue
             queueing = service * load**power / (servers * (1.0 - load)) / (2.0 * n)
             latency = fill + queueing + service

@@ -263,6 +263,84 @@ async def test_the_target_batch_grows_with_the_rate_up_to_what_the_workers_can_d
     assert targets[1000] == 32, targets
 
 
+class Machine:
+    """A stand-in for the machine's CPU reading: `busy` cores of `cores`."""
+
+    def __init__(self, busy: float | None, cores: float = 2.0) -> None:
+        self.cores = cores
+        self._busy = busy
+
+    def busy(self, now: float) -> float | None:
+        return self._busy
+
+
+def minilm_batcher(machine: Machine, *, cpu_reports: bool = True) -> AdaptiveBatcher:
+    """Two workers of a model costing 9 ms a batch plus 4 ms a row, in wall time and (where
+    workers report it) in CPU."""
+    batcher = AdaptiveBatcher("test", "encode", Recorder(),
+                              BatchingConfig(max_batch_size=32, max_latency_ms=10.0),
+                              concurrency=2, machine=machine)  # type: ignore[arg-type]
+    for rows, seconds in [(1, 0.013), (8, 0.041), (4, 0.025), (32, 0.137)] * 5:
+        batcher.cost.add(rows, seconds)
+        if cpu_reports:
+            batcher.cpu_cost.add(rows, seconds)
+    return batcher
+
+
+async def test_a_load_near_the_limit_gets_a_batch_that_leaves_headroom() -> None:
+    """At 110 rows/s one-row batches would keep two workers 71.5% busy: the least mean latency,
+    but a few percent more cost per batch then multiplies the queueing. The target is the
+    smallest size that keeps the load within 0.7."""
+    batcher = minilm_batcher(Machine(0.0))
+    assert batcher._target_rows(100) == 1  # load 0.65: one row at once
+    n = batcher._target_rows(110)
+    assert n == 2, n
+    assert 110 * batcher.cpu_cost.seconds(int(n)) / (2 * n) <= 0.7
+
+
+async def test_cores_busy_elsewhere_count_as_fewer_workers_and_make_bigger_batches() -> None:
+    """Two workers on two cores are not two free servers when the server's event loop, other
+    runners or other processes keep 1.2 cores busy: the batcher counts the 0.8 cores left
+    (its own reported CPU is not 'elsewhere') and sends bigger batches, which cost less CPU
+    per row. Without CPU reports from the workers (remote runners) it counts its workers."""
+    idle = minilm_batcher(Machine(0.0))
+    assert idle._servers(time.monotonic()) == 2.0
+    busy = minilm_batcher(Machine(1.2))
+    assert busy._servers(time.monotonic()) == pytest.approx(0.8)
+    assert idle._target_rows(60) == 1
+    assert busy._target_rows(60) >= 2, busy._target_rows(60)
+
+    now = time.monotonic()
+    busy._own_cpu.add(1.0, now)  # this batcher's batches: 1 core of the 1.2
+    assert busy._servers(now) == pytest.approx(1.8, abs=0.01)
+
+    assert minilm_batcher(Machine(1.2), cpu_reports=False)._servers(now) == 2.0
+    assert minilm_batcher(Machine(None))._servers(now) == 2.0  # no reading of the machine
+    assert minilm_batcher(Machine(5.0))._servers(now) == 0.25  # others take every core
+    assert minilm_batcher(Machine(5.0))._target_rows(60) == 32
+
+
+async def test_the_cpu_workers_report_is_learned_per_batch() -> None:
+    from runtime.serving import cpu
+
+    async def encode(rows: list[int]) -> list[int]:
+        cpu.charge(0.002 + 0.001 * len(rows))  # what a worker reports with its answer
+        await asyncio.sleep(0.005)
+        return rows
+
+    batcher = AdaptiveBatcher("cpu", "encode", encode, BatchingConfig(max_batch_size=8))
+    assert await batcher.submit([1, 2]) == [1, 2]
+    assert batcher.cpu_cost.samples == 1
+    assert batcher.cpu_cost.seconds(2) == pytest.approx(0.004)
+    assert batcher.cost.seconds(2) >= 0.005  # the wall time is learned apart
+    assert batcher.stats()["cpu_cost_b_s"] > 0
+    silent = AdaptiveBatcher("cpu", "encode", Recorder(), BatchingConfig(max_batch_size=8))
+    await silent.submit([1])
+    assert silent.cpu_cost.samples == 0 and silent.cost.samples == 1
+    await batcher.aclose(5)
+    await silent.aclose(5)
+
+
 async def test_every_row_argument_is_batched_positional_or_keyword() -> None:
     import torch
 
