@@ -101,6 +101,9 @@ class KernelServer:
         self.log_path = folder / LOG_NAME
         # the token, when set, is in the server's environment too (it inherits ours)
         self._client = httpx.Client(timeout=5.0, trust_env=False, headers=auth_headers())
+        # whether the server answered `POST /_nbento/reload` (None: not asked yet); when it
+        # does, a caller need not read the status before writing (only the polling needs it)
+        self.reloads_on_request: bool | None = None
 
     @classmethod
     def attach(cls, folder: Path) -> KernelServer | None:
@@ -318,6 +321,7 @@ class KernelServer:
             response = self._client.post(f"{self.url}/_nbento/reload", timeout=timeout)
         except httpx.HTTPError:
             return None
+        self.reloads_on_request = response.status_code == 200
         if response.status_code != 200:
             return None
         try:

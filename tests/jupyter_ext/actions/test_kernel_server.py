@@ -53,6 +53,13 @@ def answer(url: str) -> dict[str, object]:
     return result
 
 
+def requests_to(url: str, endpoint: str) -> float:
+    """Requests the server has answered on `endpoint` (its own Prometheus counter)."""
+    metrics = httpx.get(f"{url}/metrics", timeout=10, trust_env=False).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith(f'nbento_requests_total{{endpoint="{endpoint}",'))
+
+
 @pytest.mark.slow
 def test_edit_reload_and_broken_cells(tmp_path: Path) -> None:
     session = KernelSession(make_notebook(tmp_path))
@@ -84,10 +91,13 @@ def test_edit_reload_and_broken_cells(tmp_path: Path) -> None:
         assert "last reload failed" in status and "cell 5 (api answer) line 2" in status, status
         assert "last reload took " in status and "- ms" not in status, status
 
-        # Fixing the cell makes the new code live again.
+        # Fixing the cell makes the new code live again. The server answers the reload
+        # request itself, so the kernel no longer reads the status before writing.
+        status_reads = requests_to(url, "status")
         out = session.edit(4, API.replace("'classes'", "'fixed'"))
         assert "live in" in out, out
         assert answer(url) == {"fixed": [0, 1]}
+        assert requests_to(url, "status") == status_reads
 
         # A new model version for the `tiny:latest` runner: that runner reloads, code stays.
         before = httpx.get(f"{url}/_nbento/status", trust_env=False).json()

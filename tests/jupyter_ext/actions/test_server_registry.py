@@ -105,6 +105,7 @@ def test_the_kernel_asks_its_server_to_reload_instead_of_waiting_for_the_watcher
         outcome = kernel.wait_for_reload(hashlib.sha256(code.encode()).hexdigest(), before,
                                          started=time.perf_counter())
         assert outcome.ok, outcome
+        assert kernel.reloads_on_request is True
         assert shout(kernel.url) == "HI!"
         metrics = httpx.get(f"{kernel.url}/metrics", timeout=10, trust_env=False).text
         assert 'nbento_requests_total{endpoint="reload",status="200"} 1.0' in metrics, [
