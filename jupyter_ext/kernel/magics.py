@@ -264,10 +264,7 @@ class NbentoMagics(Magics):
             return
         server = self.server
         watching = server is not None and server.running and server.reload
-        # the status before the write tells a new reload error from an old one, which only
-        # the polling fallback needs (a server that reloads on request answers with its own)
-        before = (server.status() if server is not None and watching
-                  and server.reloads_on_request is not True else None)
+        before = server.status() if server and watching and not server.reloads_on_request else None
         written = self.state.write()
         if server is not None and server.running and not server.reload and written.changed:
             print(f"the server at {server.url} runs without reload; %nbento stop and "
