@@ -90,9 +90,17 @@ def artifacts() -> Path:
     return folder
 
 
+def _failed(request: Any, failures: list[str]) -> None:
+    # A GET the browser cancelled itself (`net::ERR_ABORTED`: the test navigated while the
+    # panel's two-second status poll was in flight) lost nothing; any other failure counts.
+    if request.method == "GET" and request.failure == "net::ERR_ABORTED":
+        return
+    failures.append(f"{request.method} {request.url}: {request.failure}")
+
+
 def _watch(page: Any, failures: list[str]) -> None:
     """Collect the page's failed requests, 4xx/5xx answers and console errors in `failures`."""
-    page.on("requestfailed", lambda r: failures.append(f"{r.method} {r.url}: {r.failure}"))
+    page.on("requestfailed", lambda r: _failed(r, failures))
     page.on("response", lambda r: r.status >= 400 and failures.append(f"HTTP {r.status} {r.url}"))
     page.on("console", lambda m: m.type == "error" and failures.append(f"console: {m.text}"))
 
