@@ -31,7 +31,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from soak import SCENARIO, WORK, ProcessWatch, pct, run_loop, setup
+from soak import SCENARIO, WORK, ProcessWatch, pct, run_loop, serve_settings, setup
 
 sys.path.insert(0, str(SCENARIO))
 from harness import Server, free_port
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     server = Server("nbento", [sys.executable, "-m", "runtime", "serve", str(folder),
                                "--port", str(port),
-                               *[arg for kv in args.settings for arg in ("--set", kv)]], port, WORK, env, WORK / "server.log")
+                               *serve_settings(args.settings)], port, WORK, env, WORK / "server.log")
     rows = []
     try:
         server.start()

@@ -484,6 +484,11 @@ async def ramp(port: int, pid: int, service: Path, upper: float,
     return held, lines
 
 
+def serve_settings(settings: list[str]) -> list[str]:
+    """`--set KEY=VALUE` options for `nbento serve`, from the scripts' own `--set` values."""
+    return [arg for kv in settings for arg in ("--set", kv)]
+
+
 def run_loop(main: Any) -> Any:
     """asyncio.run on uvloop when it is installed: the generator shares the server's cores, so
     its CPU per request is kept small (and reported)."""
@@ -555,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
 
     home, env, folder = setup("nbento-soak-")
     port = free_port()
-    settings = [arg for kv in args.settings for arg in ("--set", kv)]
+    settings = serve_settings(args.settings)
     server = Server("nbento", [sys.executable, "-m", "runtime", "serve", str(folder), "--reload",
                                "--port", str(port), *settings], port, WORK, env,
                     WORK / "server.log")
